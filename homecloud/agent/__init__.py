@@ -1,0 +1,1 @@
+"""hcd: the homecloud agent (API server, reconcile pass, state store)."""

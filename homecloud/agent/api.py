@@ -1,0 +1,114 @@
+"""The HTTP API: routes mapping requests onto the agent's services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from homecloud import __version__
+from homecloud.agent.app import Agent
+from homecloud.agent.openapi import openapi_document
+from homecloud.agent.operations import ProgressReport, stream_operation
+from homecloud.agent.routes import Request, Response, Route, Router, StreamResponse
+from homecloud.errors import UserError
+
+API_VERSION = 1
+
+
+def body_field(request: Request, key: str, kind: type, *, required: bool = True,
+               default: Any = None) -> Any:
+    """One field of a JSON object body, checked for presence and type."""
+    body = request.body
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise UserError("request body must be a JSON object")
+    if key not in body or body[key] is None:
+        if required:
+            raise UserError(f"field {key!r} is required ({kind.__name__})")
+        return default
+    value = body[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UserError(f"field {key!r} must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def build_router(agent: Agent) -> Router:
+    router = Router()
+
+    def version(_: Request) -> Response:
+        return Response({"version": __version__, "api": API_VERSION})
+
+    def pool(_: Request) -> Response:
+        usage = agent.pool.usage()
+        return Response({"driver": usage.driver, "path": str(usage.path), "size": usage.size,
+                         "used": usage.used, "free": usage.free,
+                         "fast_fork": agent.pool.fast_fork})
+
+    def list_images(_: Request) -> Response:
+        return Response([vars(image) for image in agent.images.list()])
+
+    def get_image(request: Request) -> Response:
+        return Response(vars(agent.images.get(request.params["name"])))
+
+    def build_image(request: Request) -> StreamResponse:
+        from homecloud.images.recipes import build_image as build
+
+        recipe = body_field(request, "recipe", str)
+        name = body_field(request, "name", str, required=False, default=recipe)
+        release = body_field(request, "release", str, required=False)
+        mirror = body_field(request, "mirror", str, required=False)
+        agent.images.check_new_name(name)
+
+        def work(progress: ProgressReport) -> dict[str, Any]:
+            with agent.busy_images.hold(name, f"building {recipe}"):
+                agent.images.check_new_name(name)
+                build(agent.pool, name, recipe, release=release, mirror=mirror, progress=progress)
+                source = f"build:{recipe}" + (f"/{release}" if release else "")
+                return vars(agent.images.record(name, source))
+
+        return StreamResponse(stream_operation(work, f"build {name}"))
+
+    def import_image(request: Request) -> StreamResponse:
+        from homecloud.images.importer import import_image as run_import
+
+        name = body_field(request, "name", str)
+        path = Path(body_field(request, "path", str))
+        if not path.is_absolute():
+            raise UserError(f"path {str(path)!r} must be absolute (the agent resolves it on "
+                            "the host)")
+        agent.images.check_new_name(name)
+
+        def work(progress: ProgressReport) -> dict[str, Any]:
+            with agent.busy_images.hold(name, "an import"):
+                agent.images.check_new_name(name)
+                run_import(agent.pool, name, path, progress)
+                return vars(agent.images.record(name, f"import:{path}"))
+
+        return StreamResponse(stream_operation(work, f"import {name}"))
+
+    def remove_image(request: Request) -> Response:
+        name = request.params["name"]
+        with agent.busy_images.hold(name, "a removal"):
+            agent.images.remove(name)
+        return Response({"removed": name})
+
+    def openapi(_: Request) -> Response:
+        return Response(openapi_document(router, __version__))
+
+    for route in (
+        Route("GET", "/v1/version", version, "Agent and API version"),
+        Route("GET", "/v1/pool", pool, "The storage pool: driver, path, size, used, free"),
+        Route("GET", "/v1/images", list_images, "List images"),
+        Route("GET", "/v1/images/{name}", get_image, "Describe one image"),
+        Route("POST", "/v1/images/build", build_image, "Build an image from a recipe",
+              body={"recipe": "string", "name": "string?", "release": "string?",
+                    "mirror": "string?"}, streams=True),
+        Route("POST", "/v1/images/import", import_image,
+              "Import a rootfs tarball or directory as an image",
+              body={"name": "string", "path": "string"}, streams=True),
+        Route("DELETE", "/v1/images/{name}", remove_image, "Remove an image not in use"),
+        Route("GET", "/openapi.json", openapi, "This OpenAPI description"),
+    ):
+        router.add(route)
+    return router

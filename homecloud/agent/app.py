@@ -1,0 +1,23 @@
+"""The agent's parts wired together: config, state, pool and the services built on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from homecloud.agent.busy import BusyNames
+from homecloud.agent.state import Store
+from homecloud.config import Config
+from homecloud.images.catalog import ImageCatalog
+from homecloud.storage.base import StorageDriver
+
+
+@dataclass
+class Agent:
+    config: Config
+    store: Store
+    pool: StorageDriver
+    images: ImageCatalog = field(init=False)
+    busy_images: BusyNames = field(default_factory=lambda: BusyNames("image"))
+
+    def __post_init__(self) -> None:
+        self.images = ImageCatalog(self.store, self.pool)

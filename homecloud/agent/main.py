@@ -1,0 +1,96 @@
+"""hcd: the homecloud agent.
+
+Started by systemd (hcd.service, Type=notify) on the first connection to hcd.socket. It holds the
+host lock, opens the state database and the pool, reconciles, then serves the API until stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from homecloud import __version__
+from homecloud.errors import HomecloudError
+
+log = logging.getLogger("hcd")
+
+
+def _notify(**states: object) -> None:
+    try:
+        import pystemd.daemon
+
+        pystemd.daemon.notify(False, **states)
+    except ImportError:  # pystemd is a dependency; tolerate its absence when run by hand
+        pass
+
+
+def serve(config_path: Path | None) -> None:
+    from homecloud.agent.api import build_router
+    from homecloud.agent.app import Agent
+    from homecloud.agent.lock import AgentLock
+    from homecloud.agent.peercred import group_id
+    from homecloud.agent.reconcile import reconcile
+    from homecloud.agent.server import ApiServer, ServerPolicy, bind_socket, inherited_socket
+    from homecloud.agent.state import Store
+    from homecloud.config import CONFIG_PATH, load_config
+    from homecloud.storage.pool import prepare_pool
+
+    config = load_config(config_path or CONFIG_PATH)
+    lock = AgentLock(config.run_dir / "hcd.lock")
+    lock.acquire()
+    try:
+        _notify(status="opening state and pool")
+        store = Store(config.database_path)
+        pool = prepare_pool(config)
+        agent = Agent(config=config, store=store, pool=pool)
+        _notify(status="reconciling")
+        reconcile(agent)
+        gid = group_id(config.group)
+        sock = inherited_socket() or bind_socket(config.socket_path, gid)
+        server = ApiServer(sock, build_router(agent),
+                           ServerPolicy(allowed_gid=gid, group_name=config.group,
+                                        max_body=config.max_request_body))
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: stopping", signum)
+            _notify(stopping=1)
+            # shutdown() waits for serve_forever to return, so it must not run on its thread.
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("hcd %s serving on %s (pool: %s at %s)", __version__, config.socket_path,
+                 pool.name, pool.root)
+        _notify(ready=1, status=f"serving; pool {pool.name} at {pool.root}")
+        server.serve_forever(poll_interval=0.5)
+        server.server_close()
+        store.close()
+    finally:
+        lock.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hcd", description="The homecloud agent. Normally "
+                                     "started by systemd through hcd.socket; see `hc --help`.")
+    parser.add_argument("--config", type=Path, help="config file (default "
+                        "/etc/homecloud/config.yaml, or $HC_CONFIG)")
+    parser.add_argument("--debug", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"hcd {__version__}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        serve(args.config)
+    except HomecloudError as exc:
+        print(f"hcd: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

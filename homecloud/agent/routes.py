@@ -1,0 +1,86 @@
+"""The API's routes as data: method, path pattern, handler and a description.
+
+The same table serves requests and the OpenAPI description, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from homecloud.agent.peercred import PeerCredentials
+from homecloud.errors import NotFound, UserError
+
+JSON = Any
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    params: dict[str, str]  # from the path pattern
+    query: dict[str, str]
+    body: JSON
+    peer: PeerCredentials
+
+
+@dataclass(frozen=True)
+class Response:
+    body: JSON
+    status: int = 200
+
+
+# A long operation yields progress events (dicts) and returns its result; the server streams the
+# events as NDJSON lines ({"progress": ...}) and ends with {"result": ...} or {"error": ...}.
+Stream = Iterator[dict[str, JSON]]
+Handler = Callable[[Request], "Response | StreamResponse"]
+
+
+@dataclass(frozen=True)
+class StreamResponse:
+    events: Iterator[dict[str, JSON]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str
+    handler: Handler
+    summary: str
+    body: dict[str, JSON] | None = None  # JSON schema of the request body
+    streams: bool = False
+    regex: re.Pattern[str] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern)
+        object.__setattr__(self, "regex", re.compile(f"^{regex}$"))
+
+
+@dataclass
+class Router:
+    routes: list[Route] = field(default_factory=list)
+
+    def add(self, route: Route) -> None:
+        self.routes.append(route)
+
+    def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        allowed: list[str] = []
+        for route in self.routes:
+            match = route.regex.match(path)
+            if not match:
+                continue
+            if route.method == method:
+                return route, {k: unquote(v) for k, v in match.groupdict().items()}
+            allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(f"{method} is not allowed on {path} "
+                                   f"(allowed: {', '.join(sorted(allowed))})")
+        raise NotFound(f"no such API path: {path}")
+
+
+class MethodNotAllowed(UserError):
+    http_status = 405
+    kind = "invalid"

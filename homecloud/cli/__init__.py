@@ -1,0 +1,1 @@
+"""hc: the command-line client of the agent's API."""

@@ -1,0 +1,95 @@
+"""`hc image ...`: build, import, list and remove images."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from homecloud.cli.client import ApiClient
+from homecloud.cli.output import follow, print_json, print_table
+
+
+def register(commands: Any) -> None:
+    image = commands.add_parser("image", help="build, import, list and remove images",
+                                description="Images are read-only datasets that instances "
+                                "are forked from.")
+    sub = image.add_subparsers(dest="image_command", metavar="ACTION")
+    sub.required = True
+
+    build = sub.add_parser("build", help="build an image from a recipe (debian, busybox)",
+                           description="Build an image. Recipes: debian (debootstrap minbase "
+                           "with systemd, from this machine's Debian mirror), busybox (tiny, "
+                           "for tests).")
+    build.add_argument("recipe", help="recipe to build: debian or busybox")
+    build.add_argument("--name", help="image name (default: the recipe's name)")
+    build.add_argument("--release", help="distribution release (debian: default bookworm)")
+    build.add_argument("--mirror", help="package mirror URL (default: from apt's sources)")
+    build.add_argument("--json", action="store_true", help="print the new image as JSON")
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    build.set_defaults(run=build_image)
+
+    imp = sub.add_parser("import", help="import a rootfs tarball or directory",
+                         description="Import a root file system as an image: a directory or a "
+                         "tarball (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2).")
+    imp.add_argument("name", help="image name")
+    imp.add_argument("path", help="tarball or directory on this host")
+    imp.add_argument("--json", action="store_true", help="print the new image as JSON")
+    imp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    imp.set_defaults(run=import_image)
+
+    ls = sub.add_parser("ls", help="list images")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(run=list_images)
+
+    rm = sub.add_parser("rm", help="remove an image (refused while an instance uses it)")
+    rm.add_argument("name", nargs="+", help="image name(s)")
+    rm.set_defaults(run=remove_images)
+
+
+def _done(args: argparse.Namespace, verb: str, image: dict[str, Any]) -> int:
+    if args.json:
+        print_json(image)
+    else:
+        from homecloud.sizes import format_size
+
+        print(f"{verb} image {image['name']} ({format_size(image['size_bytes'])})")
+    return 0
+
+
+def build_image(args: argparse.Namespace) -> int:
+    body = {"recipe": args.recipe, "name": args.name or args.recipe, "release": args.release,
+            "mirror": args.mirror}
+    stream = ApiClient().stream("POST", "/v1/images/build", body)
+    image = follow(stream, f"building {body['name']}", quiet=args.quiet or args.json)
+    return _done(args, "built", image)
+
+
+def import_image(args: argparse.Namespace) -> int:
+    body = {"name": args.name, "path": os.path.abspath(args.path)}
+    stream = ApiClient().stream("POST", "/v1/images/import", body)
+    image = follow(stream, f"importing {args.name}", quiet=args.quiet or args.json)
+    return _done(args, "imported", image)
+
+
+def list_images(args: argparse.Namespace) -> int:
+    images = ApiClient().call("GET", "/v1/images")
+    if args.json:
+        print_json(images)
+        return 0
+    from homecloud.cli.output import ago
+    from homecloud.sizes import format_size
+
+    print_table([[i["name"], format_size(i["size_bytes"]), i["source"], ago(i["created"])]
+                 for i in images], ["NAME", "SIZE", "SOURCE", "CREATED"])
+    return 0
+
+
+def remove_images(args: argparse.Namespace) -> int:
+    client = ApiClient()
+    for name in args.name:
+        from urllib.parse import quote
+
+        client.call("DELETE", f"/v1/images/{quote(name, safe='')}")
+        print(f"removed image {name}")
+    return 0

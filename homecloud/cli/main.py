@@ -1,0 +1,63 @@
+"""`hc`: the homecloud command line.
+
+A thin client: every command is one or two API calls to the agent. Start-up time matters (the
+user types these all day), so only argparse and the small client load up front; each command
+imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from homecloud import __version__
+from homecloud.cli import images, pool
+from homecloud.errors import EXIT_USAGE, HomecloudError
+
+EPILOG = """\
+examples:
+  hc image build debian              build a Debian image (debootstrap)
+  hc image import alpine ./alpine.tar.gz
+  hc image ls --json
+  hc pool                            show the storage pool
+
+exit codes: 0 ok, 1 user error, 2 usage, 3 the host lacks something.
+The agent listens on /run/homecloud/hc.sock (override with $HC_SOCKET).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hc", description="homecloud: containers, VMs and services on this "
+                     "host, fast.", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hc {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    images.register(commands)
+    pool.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except HomecloudError as exc:
+        print(f"hc: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("hc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

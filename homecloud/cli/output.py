@@ -1,0 +1,82 @@
+"""How `hc` shows things: tables, JSON, progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+
+def print_json(data: Any, out: TextIO = sys.stdout) -> None:
+    json.dump(data, out, indent=2, sort_keys=True)
+    out.write("\n")
+
+
+def print_table(rows: Sequence[Sequence[str]], headers: Sequence[str],
+                out: TextIO = sys.stdout) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for line in (headers, *rows):
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+def ago(timestamp: float, now: float | None = None) -> str:
+    seconds = int((now or time.time()) - timestamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{max(seconds, 0)}s ago"
+
+
+@dataclass
+class ProgressDisplay:
+    """A one-line bar on a terminal; one line per phase otherwise (logs, CI)."""
+
+    title: str
+    out: TextIO = sys.stderr
+    tty: bool = field(default_factory=lambda: sys.stderr.isatty())
+    _phase: str = ""
+    _width: int = 0
+
+    def update(self, event: dict[str, Any]) -> None:
+        phase = str(event.get("phase", ""))
+        done, total = event.get("done") or 0, event.get("total")
+        message = str(event.get("message", ""))
+        if self.tty:
+            if total:
+                filled = int(30 * min(done / total, 1))
+                bar = f"[{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}%"
+            else:
+                bar = f"[{phase}]"
+            line = f"\r{self.title} {bar} {phase} {message}"[:120]
+            self.out.write(line.ljust(self._width))
+            self._width = len(line)
+            self.out.flush()
+        elif phase != self._phase:
+            self.out.write(f"{self.title}: {phase} {message}".rstrip() + "\n")
+            self.out.flush()
+        self._phase = phase
+
+    def finish(self) -> None:
+        if self.tty and self._width:
+            self.out.write("\r" + " " * self._width + "\r")
+            self.out.flush()
+
+
+def follow(stream: Generator[dict[str, Any], None, Any], title: str,
+           quiet: bool = False) -> Any:
+    """Drive a streamed operation, drawing its progress; return its result."""
+    display = ProgressDisplay(title)
+    show: Callable[[dict[str, Any]], None] = (lambda _e: None) if quiet else display.update
+    try:
+        while True:
+            show(next(stream))
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        display.finish()

@@ -1,0 +1,32 @@
+"""`hc pool`: the storage pool."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from homecloud.cli.client import ApiClient
+from homecloud.cli.output import print_json, print_table
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("pool", help="show the storage pool",
+                                 description="Show the storage pool: driver, path, size, "
+                                 "used and free space.")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(run=show_pool)
+
+
+def show_pool(args: argparse.Namespace) -> int:
+    from homecloud.sizes import format_size
+
+    data = ApiClient().call("GET", "/v1/pool")
+    if args.json:
+        print_json(data)
+        return 0
+    print_table([[data["driver"], data["path"], format_size(data["size"]),
+                  format_size(data["used"]), format_size(data["free"])]],
+                ["DRIVER", "PATH", "SIZE", "USED", "FREE"])
+    if not data.get("fast_fork", True):
+        print("warning: this pool copies every file on fork; use btrfs for fast forks")
+    return 0

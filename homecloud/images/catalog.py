@@ -1,0 +1,103 @@
+"""The images a host has: rows in the state database backed by read-only datasets.
+
+Building and importing write the dataset (homecloud.images.recipes / importer); this module keeps
+the record, refuses what would clash (a name in use, an image an instance still uses) and lists
+what exists.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from homecloud.agent.state import Store
+from homecloud.errors import Conflict, NotFound
+from homecloud.names import validate_name
+from homecloud.storage.base import StorageDriver
+
+IMAGE_PREFIX = "images"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    name: str
+    dataset: str
+    source: str
+    created: float
+    size_bytes: int
+    path: str
+
+
+def image_dataset(name: str) -> str:
+    return f"{IMAGE_PREFIX}/{name}"
+
+
+def _tree_size(path: Path) -> int:
+    """Apparent size of an image's files (shared extents are counted once per image)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for entry in path.rglob("*"):
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        total += st.st_blocks * 512
+    return total
+
+
+class ImageCatalog:
+    def __init__(self, store: Store, pool: StorageDriver) -> None:
+        self.store = store
+        self.pool = pool
+
+    def _info(self, row: Any) -> ImageInfo:
+        return ImageInfo(name=row["name"], dataset=row["dataset"], source=row["source"],
+                         created=row["created"], size_bytes=row["size_bytes"],
+                         path=str(self.pool.path(row["dataset"])))
+
+    def list(self) -> list[ImageInfo]:
+        rows = self.store.query("SELECT * FROM images ORDER BY name")
+        return [self._info(row) for row in rows]
+
+    def get(self, name: str) -> ImageInfo:
+        validate_name(name, "image name")
+        rows = self.store.query("SELECT * FROM images WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"no image named {name!r}; see `hc image ls`, or build one with "
+                           f"`hc image build {name}`")
+        return self._info(rows[0])
+
+    def check_new_name(self, name: str) -> None:
+        """Refuse a name that is invalid or already taken, before any work starts."""
+        validate_name(name, "image name")
+        taken = self.store.query("SELECT 1 FROM images WHERE name = ?", (name,))
+        if taken or self.pool.exists(image_dataset(name)):
+            raise Conflict(f"image {name!r} already exists; remove it first with "
+                           f"`hc image rm {name}`")
+
+    def record(self, name: str, source: str) -> ImageInfo:
+        """Record a dataset that was just published as ``images/<name>``."""
+        dataset = image_dataset(name)
+        size = _tree_size(self.pool.path(dataset))
+        self.store.execute(
+            "INSERT INTO images (name, dataset, source, created, size_bytes) VALUES (?,?,?,?,?)",
+            (name, dataset, source, time.time(), size))
+        return self.get(name)
+
+    def users(self, name: str) -> list[str]:
+        rows = self.store.query("SELECT name FROM instances WHERE image = ? ORDER BY name", (name,))
+        return [row["name"] for row in rows]
+
+    def remove(self, name: str) -> None:
+        info = self.get(name)
+        users = self.users(name)
+        if users:
+            raise Conflict(f"image {name!r} is in use by {', '.join(users)}; remove "
+                           f"{'them' if len(users) > 1 else 'it'} first with `hc rm`")
+        self.pool.destroy(info.dataset)
+        self.store.execute("DELETE FROM images WHERE name = ?", (name,))
