@@ -31,12 +31,20 @@ class PoolConfig:
 
 
 @dataclass(frozen=True)
+class ImagesConfig:
+    """``mirror``: the Debian mirror image builds use (default: the one apt uses here)."""
+
+    mirror: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = Path("/var/lib/homecloud")
     run_dir: Path = Path("/run/homecloud")
     group: str = "homecloud"
     max_request_body: int = 1 << 20
     pool: PoolConfig = field(default_factory=PoolConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -65,14 +73,16 @@ def _coerce(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
 def parse_config(data: dict[str, Any] | None, where: str = "config") -> Config:
     """Build a Config from the YAML mapping ``data`` (None means all defaults)."""
     data = dict(data or {})
-    pool_data = data.pop("pool", None) or {}
-    if not isinstance(pool_data, dict):
-        raise UserError(f"{where}: 'pool' must be a mapping")
-    pool = replace(PoolConfig(), **_coerce(PoolConfig, pool_data, f"{where}: pool"))
-    if pool.driver not in POOL_DRIVERS:
-        raise UserError(f"{where}: pool driver {pool.driver!r} is not one of "
+    sections: dict[str, Any] = {}
+    for key, cls in (("pool", PoolConfig), ("images", ImagesConfig)):
+        section = data.pop(key, None) or {}
+        if not isinstance(section, dict):
+            raise UserError(f"{where}: {key!r} must be a mapping")
+        sections[key] = replace(cls(), **_coerce(cls, section, f"{where}: {key}"))
+    if sections["pool"].driver not in POOL_DRIVERS:
+        raise UserError(f"{where}: pool driver {sections['pool'].driver!r} is not one of "
                         f"{', '.join(POOL_DRIVERS)}")
-    return replace(Config(), pool=pool, **_coerce(Config, data, where))
+    return replace(Config(), **sections, **_coerce(Config, data, where))
 
 
 def load_config(path: Path = CONFIG_PATH) -> Config:

@@ -64,7 +64,8 @@ class HostError(HomecloudError):
 
 ERROR_KINDS: dict[str, type[HomecloudError]] = {
     cls.kind: cls
-    for cls in (HomecloudError, UserError, NotFound, Conflict, PoolFull, PermissionDenied, HostError)
+    for cls in (HomecloudError, UserError, NotFound, Conflict, PoolFull, PermissionDenied,
+                HostError)
 }
 
 

@@ -6,31 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from homecloud import __version__
+from homecloud.agent.api_instances import instance_routes
 from homecloud.agent.app import Agent
+from homecloud.agent.fields import body_field
 from homecloud.agent.openapi import openapi_document
 from homecloud.agent.operations import ProgressReport, stream_operation
 from homecloud.agent.routes import Request, Response, Route, Router, StreamResponse
 from homecloud.errors import UserError
 
 API_VERSION = 1
-
-
-def body_field(request: Request, key: str, kind: type, *, required: bool = True,
-               default: Any = None) -> Any:
-    """One field of a JSON object body, checked for presence and type."""
-    body = request.body
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise UserError("request body must be a JSON object")
-    if key not in body or body[key] is None:
-        if required:
-            raise UserError(f"field {key!r} is required ({kind.__name__})")
-        return default
-    value = body[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UserError(f"field {key!r} must be a {kind.__name__}, not {type(value).__name__}")
-    return value
 
 
 def build_router(agent: Agent) -> Router:
@@ -57,7 +41,7 @@ def build_router(agent: Agent) -> Router:
         recipe = body_field(request, "recipe", str)
         name = body_field(request, "name", str, required=False, default=recipe)
         release = body_field(request, "release", str, required=False)
-        mirror = body_field(request, "mirror", str, required=False)
+        mirror = body_field(request, "mirror", str, required=False) or agent.config.images.mirror
         agent.images.check_new_name(name)
 
         def work(progress: ProgressReport) -> dict[str, Any]:
@@ -109,6 +93,7 @@ def build_router(agent: Agent) -> Router:
               body={"name": "string", "path": "string"}, streams=True),
         Route("DELETE", "/v1/images/{name}", remove_image, "Remove an image not in use"),
         Route("GET", "/openapi.json", openapi, "This OpenAPI description"),
+        *instance_routes(agent),
     ):
         router.add(route)
     return router

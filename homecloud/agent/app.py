@@ -8,7 +8,9 @@ from homecloud.agent.busy import BusyNames
 from homecloud.agent.state import Store
 from homecloud.config import Config
 from homecloud.images.catalog import ImageCatalog
+from homecloud.instances.manager import InstanceManager
 from homecloud.storage.base import StorageDriver
+from homecloud.systemd.bus import SystemBus
 
 
 @dataclass
@@ -16,8 +18,12 @@ class Agent:
     config: Config
     store: Store
     pool: StorageDriver
+    bus: SystemBus = field(default_factory=SystemBus)
     images: ImageCatalog = field(init=False)
+    instances: InstanceManager = field(init=False)
     busy_images: BusyNames = field(default_factory=lambda: BusyNames("image"))
+    busy_instances: BusyNames = field(default_factory=lambda: BusyNames("instance"))
 
     def __post_init__(self) -> None:
         self.images = ImageCatalog(self.store, self.pool)
+        self.instances = InstanceManager(self.store, self.pool, self.images, self.bus)

@@ -38,7 +38,8 @@ def serve(config_path: Path | None) -> None:
     from homecloud.agent.server import ApiServer, ServerPolicy, bind_socket, inherited_socket
     from homecloud.agent.state import Store
     from homecloud.config import CONFIG_PATH, load_config
-    from homecloud.storage.pool import prepare_pool
+    from homecloud.storage.embedded import ensure_embedded_pool
+    from homecloud.storage.pool import open_pool
 
     config = load_config(config_path or CONFIG_PATH)
     lock = AgentLock(config.run_dir / "hcd.lock")
@@ -46,7 +47,8 @@ def serve(config_path: Path | None) -> None:
     try:
         _notify(status="opening state and pool")
         store = Store(config.database_path)
-        pool = prepare_pool(config)
+        ensure_embedded_pool(config.pool)
+        pool = open_pool(config.pool)
         agent = Agent(config=config, store=store, pool=pool)
         _notify(status="reconciling")
         reconcile(agent)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from homecloud.agent.app import Agent
 from homecloud.images.catalog import IMAGE_PREFIX
+from homecloud.images.publish import PARTIAL_PREFIX
 
 log = logging.getLogger(__name__)
-PARTIAL_PREFIX = ".partial-"
 
 
 @dataclass
@@ -45,9 +45,10 @@ def reconcile(agent: Agent) -> ReconcileReport:
         leaf = name.rsplit("/", 1)[-1]
         if leaf.startswith(PARTIAL_PREFIX) or name.count("/") != 1 or leaf in recorded:
             continue
-        agent.images.record(leaf, "adopted")
+        agent.images.record(leaf, "adopted", created=agent.pool.get(name).created)
         report.adopted_images.append(leaf)
     for what, items in vars(report).items():
         if items:
             log.info("reconcile: %s: %s", what.replace("_", " "), ", ".join(items))
+    agent.instances.reconcile()
     return report

@@ -25,6 +25,7 @@ class Request:
     query: dict[str, str]
     body: JSON
     peer: PeerCredentials
+    fds: tuple[int, ...] = ()  # descriptors the client passed (its stdin, stdout, stderr)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ subprocesses, and threads keep that simple.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -22,11 +23,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from homecloud.agent.peercred import PeerCredentials, is_permitted, peer_credentials
-from homecloud.agent.routes import Request, Response, Router, StreamResponse
+from homecloud.agent.routes import Request, Router, StreamResponse
 from homecloud.errors import HomecloudError, PermissionDenied, UserError
 
 log = logging.getLogger(__name__)
 SD_LISTEN_FDS_START = 3
+# A client may pass up to three descriptors (its stdin, stdout, stderr) with the first bytes of
+# its request, the way `systemd-run --pipe` hands them to systemd: commands then read and write
+# the user's terminal directly and nothing is relayed through the agent.
+MAX_PASSED_FDS = 3
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,25 @@ def _json_bytes(body: Any) -> bytes:
     return (json.dumps(body, separators=(",", ":")) + "\n").encode()
 
 
+class _PrefixedSocketReader(io.RawIOBase):
+    """Reads ``prefix`` first, then the socket: the first chunk was taken with recvmsg."""
+
+    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
+        self._prefix = prefix
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._prefix:
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        return self._sock.recv_into(buffer)
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ApiServer
@@ -91,6 +115,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     # Malformed request lines still get a status line (HTTP/0.9 would send a bare body).
     default_request_version = "HTTP/1.0"
+
+    passed_fds: list[int]
+
+    def setup(self) -> None:
+        super().setup()
+        data, fds, _flags, _addr = socket.recv_fds(self.connection, 65536, MAX_PASSED_FDS)
+        self.passed_fds = list(fds)
+        self.rfile = io.BufferedReader(_PrefixedSocketReader(data, self.connection))
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            for fd in self.passed_fds:
+                os.close(fd)
+            self.passed_fds = []
 
     def address_string(self) -> str:
         return "unix"
@@ -121,7 +161,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             request = self._read_request(peer)
             route, params = self.server.router.resolve(request.method, request.path)
             result = route.handler(Request(request.method, request.path, params,
-                                           request.query, request.body, peer))
+                                           request.query, request.body, peer,
+                                           tuple(self.passed_fds)))
         except HomecloudError as exc:
             self._drain_body_on_error()
             self._send_json(exc.http_status, exc.to_json())

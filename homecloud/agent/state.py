@@ -32,6 +32,13 @@ MIGRATIONS: Sequence[str] = (
         created     REAL NOT NULL
     );
     """,
+    # 2: instance creation is crash-consistent: a row is written first with phase 'creating'
+    # ('removing' while it goes), so reconcile can tell half-made work from finished work.
+    # machine_id is the guest's /etc/machine-id (nspawn --uuid=, journal directory).
+    """
+    ALTER TABLE instances ADD COLUMN phase TEXT NOT NULL DEFAULT 'ready';
+    ALTER TABLE instances ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 

@@ -6,8 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from homecloud.cli.client import ApiClient
-from homecloud.cli.output import follow, print_json, print_table
+from homecloud.cli.lazy import api, follow, print_json, print_table
 
 
 def register(commands: Any) -> None:
@@ -60,20 +59,20 @@ def _done(args: argparse.Namespace, verb: str, image: dict[str, Any]) -> int:
 def build_image(args: argparse.Namespace) -> int:
     body = {"recipe": args.recipe, "name": args.name or args.recipe, "release": args.release,
             "mirror": args.mirror}
-    stream = ApiClient().stream("POST", "/v1/images/build", body)
+    stream = api().stream("POST", "/v1/images/build", body)
     image = follow(stream, f"building {body['name']}", quiet=args.quiet or args.json)
     return _done(args, "built", image)
 
 
 def import_image(args: argparse.Namespace) -> int:
     body = {"name": args.name, "path": os.path.abspath(args.path)}
-    stream = ApiClient().stream("POST", "/v1/images/import", body)
+    stream = api().stream("POST", "/v1/images/import", body)
     image = follow(stream, f"importing {args.name}", quiet=args.quiet or args.json)
     return _done(args, "imported", image)
 
 
 def list_images(args: argparse.Namespace) -> int:
-    images = ApiClient().call("GET", "/v1/images")
+    images = api().call("GET", "/v1/images")
     if args.json:
         print_json(images)
         return 0
@@ -86,7 +85,7 @@ def list_images(args: argparse.Namespace) -> int:
 
 
 def remove_images(args: argparse.Namespace) -> int:
-    client = ApiClient()
+    client = api()
     for name in args.name:
         from urllib.parse import quote
 

@@ -12,12 +12,15 @@ import sys
 from collections.abc import Sequence
 
 from homecloud import __version__
-from homecloud.cli import images, pool
+from homecloud.cli import images, instances, pool
 from homecloud.errors import EXIT_USAGE, HomecloudError
 
 EPILOG = """\
 examples:
   hc image build debian              build a Debian image (debootstrap)
+  hc run debian --name web           a booted container, ready when this returns
+  hc exec web -- cat /etc/hostname
+  hc run debian -- sh -c 'echo hi'   run a command instead of booting
   hc image import alpine ./alpine.tar.gz
   hc image ls --json
   hc pool                            show the storage pool
@@ -39,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "host, fast.", epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"hc {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="area", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+    instances.register(commands)
     images.register(commands)
     pool.register(commands)
     return parser
@@ -48,7 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first "--" is a command for the instance, never options for hc
+    # (argparse's REMAINDER would swallow options given after the image).
+    command: list[str] | None = None
+    if "--" in words:
+        split = words.index("--")
+        words, command = words[:split], words[split + 1:]
+    args = parser.parse_args(words)
+    if command is not None:
+        if not hasattr(args, "command_name"):
+            parser.error(f"`hc {args.area}` takes no command after `--`")
+        args.command = command
     try:
         return int(args.run(args) or 0)
     except HomecloudError as exc:

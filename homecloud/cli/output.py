@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -68,7 +68,7 @@ class ProgressDisplay:
             self.out.flush()
 
 
-def follow(stream: Generator[dict[str, Any], None, Any], title: str,
+def follow(stream: Iterator[dict[str, Any]], title: str,
            quiet: bool = False) -> Any:
     """Drive a streamed operation, drawing its progress; return its result."""
     display = ProgressDisplay(title)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from homecloud.cli.client import ApiClient
-from homecloud.cli.output import print_json, print_table
+from homecloud.cli.lazy import api, print_json, print_table
 
 
 def register(commands: Any) -> None:
@@ -20,7 +19,7 @@ def register(commands: Any) -> None:
 def show_pool(args: argparse.Namespace) -> int:
     from homecloud.sizes import format_size
 
-    data = ApiClient().call("GET", "/v1/pool")
+    data = api().call("GET", "/v1/pool")
     if args.json:
         print_json(data)
         return 0

@@ -7,6 +7,7 @@ what exists.
 
 from __future__ import annotations
 
+import builtins
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,16 +81,16 @@ class ImageCatalog:
             raise Conflict(f"image {name!r} already exists; remove it first with "
                            f"`hc image rm {name}`")
 
-    def record(self, name: str, source: str) -> ImageInfo:
-        """Record a dataset that was just published as ``images/<name>``."""
+    def record(self, name: str, source: str, created: float | None = None) -> ImageInfo:
+        """Record a dataset published as ``images/<name>`` (``created``: when, if not now)."""
         dataset = image_dataset(name)
         size = _tree_size(self.pool.path(dataset))
         self.store.execute(
             "INSERT INTO images (name, dataset, source, created, size_bytes) VALUES (?,?,?,?,?)",
-            (name, dataset, source, time.time(), size))
+            (name, dataset, source, created or time.time(), size))
         return self.get(name)
 
-    def users(self, name: str) -> list[str]:
+    def users(self, name: str) -> builtins.list[str]:
         rows = self.store.query("SELECT name FROM instances WHERE image = ? ORDER BY name", (name,))
         return [row["name"] for row in rows]
 

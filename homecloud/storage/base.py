@@ -12,6 +12,7 @@ serialises operations on the same dataset.
 
 from __future__ import annotations
 
+import builtins
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -104,7 +105,8 @@ class StorageDriver(ABC):
     def snapshot(self, name: str, snapshot: str) -> Snapshot: ...
 
     @abstractmethod
-    def snapshots(self, name: str) -> list[Snapshot]: ...
+    # builtins.list: inside this class body, plain 'list' is the method above (mypy).
+    def snapshots(self, name: str) -> builtins.list[Snapshot]: ...
 
     @abstractmethod
     def rollback(self, name: str, snapshot: str) -> None:

@@ -1,6 +1,5 @@
 """The API transport over a real UNIX socket, with a small router (no agent, no systemd)."""
 
-import json
 import os
 import socket
 import subprocess
@@ -176,3 +175,28 @@ def test_peer_credentials_are_checked_not_just_file_modes(api):
                                                                   os.getcwd()}, cwd="/")
     assert result.returncode != 0
     assert "permission denied: uid 65534 may not use homecloud" in result.stderr
+
+
+def test_descriptors_passed_with_a_request_reach_the_handler(tmp_path):
+    seen = {}
+
+    def write(request):
+        seen["count"] = len(request.fds)
+        os.write(request.fds[1], b"hello through a passed descriptor\n")
+        return Response({"ok": True})
+
+    router = Router()
+    router.add(Route("POST", "/write", write, "write"))
+    path = tmp_path / "fd.sock"
+    server = ApiServer(bind_socket(path, None), router,
+                       ServerPolicy(allowed_gid=None, group_name="homecloud", max_body=1024))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        read_end, write_end = os.pipe()
+        ApiClient(str(path)).call("POST", "/write", {"x": 1}, fds=(0, write_end, 2))
+        os.close(write_end)
+        assert os.read(read_end, 100) == b"hello through a passed descriptor\n"
+        assert seen["count"] == 3
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,215 @@
+"""`hc run`, `hc ls`, `hc inspect`, `hc start|stop|restart|rm`, `hc exec`, `hc shell`, `hc logs`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from typing import Any
+from urllib.parse import quote
+
+from homecloud.cli.lazy import api, follow, print_json, print_table
+
+
+def _path(name: str, action: str = "") -> str:
+    return f"/v1/instances/{quote(name, safe='')}" + (f"/{action}" if action else "")
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser(
+        "run", help="create and start an instance from an image",
+        description="Fork IMAGE into a new container and boot it; returns when its systemd is "
+        "ready. With `-- CMD`, run CMD instead of booting and show its output; hc exits with "
+        "CMD's exit status.",
+        epilog="examples:\n  hc run debian --name web\n  hc run debian --name job -- sh -c "
+        "'echo hi'\n  hc run debian --memory 512M --cpus 1 --env MODE=prod --bind /srv/data:/data",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("image", help="image to fork (see `hc image ls`)")
+    run.add_argument("--name", help="instance name, a DNS label (default: IMAGE-xxxxxx)")
+    run.add_argument("--cpus", type=float, help="CPU limit, in CPUs (e.g. 0.5, 2)")
+    run.add_argument("--memory", help="memory limit (e.g. 512M, 2G)")
+    run.add_argument("--env", "-e", action="append", default=[], metavar="K=V",
+                     help="set an environment variable (repeatable)")
+    run.add_argument("--bind", "-v", action="append", default=[], metavar="SRC:DST[:ro]",
+                     help="bind a host path into the instance (repeatable)")
+    run.add_argument("--restart", choices=("no", "always"), default="no",
+                     help="start again after a crash and after the host reboots (default: no)")
+    run.add_argument("-d", "--detach", action="store_true",
+                     help="with a command: return once started; output goes to `hc logs`")
+    run.add_argument("--rm", action="store_true",
+                     help="with a command: remove the instance when the command ends")
+    run.add_argument("--json", action="store_true", help="print the instance as JSON")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    run.set_defaults(run=run_instance, command=[], command_name="run")
+    run.usage = "hc run [options] IMAGE [-- CMD ...]"
+
+    ls = commands.add_parser("ls", help="list instances")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(run=list_instances)
+
+    inspect = commands.add_parser("inspect", help="show everything about an instance (JSON)")
+    inspect.add_argument("name")
+    inspect.set_defaults(run=inspect_instance)
+
+    for action, text in (("start", "start a stopped instance"),
+                         ("stop", "stop an instance (clean poweroff)"),
+                         ("restart", "stop and start an instance")):
+        parser = commands.add_parser(action, help=text)
+        parser.add_argument("name", nargs="+")
+        if action != "start":
+            parser.add_argument("-t", "--timeout", type=float,
+                                help="seconds to wait for a clean poweroff before killing")
+        parser.set_defaults(run=lifecycle, action=action)
+
+    rm = commands.add_parser("rm", help="remove instances (their files are gone for good)")
+    rm.add_argument("-f", "--force", action="store_true", help="stop running instances first")
+    rm.add_argument("name", nargs="+")
+    rm.set_defaults(run=remove_instances)
+
+    exe = commands.add_parser("exec", help="run a command in a running instance",
+                              description="Run CMD inside instance NAME with this terminal's "
+                              "input and output; hc exits with CMD's exit status.")
+    exe.add_argument("name")
+    exe.set_defaults(run=exec_command, command=[], command_name="exec")
+    exe.usage = "hc exec NAME -- CMD ..."
+
+    shell = commands.add_parser("shell", help="open a shell in a running instance")
+    shell.add_argument("name")
+    shell.set_defaults(run=open_shell)
+
+    logs = commands.add_parser("logs", help="show an instance's journal")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
+    logs.add_argument("name")
+    logs.set_defaults(run=show_logs)
+
+
+def _stdio() -> tuple[int, int, int]:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return (0, 1, 2)
+
+
+def run_instance(args: argparse.Namespace) -> int:
+    from homecloud.instances.spec import parse_env
+
+    command = list(args.command)
+    binds = []
+    for bind in args.bind:
+        source, sep, rest = bind.partition(":")
+        binds.append(os.path.abspath(source) + sep + rest if source and sep else bind)
+    body: dict[str, Any] = {
+        "image": args.image, "name": args.name, "cpus": args.cpus, "memory": args.memory,
+        "env": parse_env(args.env), "binds": binds, "command": command or None,
+        "restart": args.restart,
+    }
+    attach = bool(command) and not args.detach
+    if args.rm and not attach:
+        from homecloud.errors import UserError
+
+        raise UserError("--rm works with a command run in the foreground: use `hc run --rm "
+                        "IMAGE -- CMD` without -d")
+    body["attach"] = attach
+    body["remove"] = bool(args.rm and attach)
+    client = api()
+    stream = client.stream("POST", "/v1/instances", body, fds=_stdio() if attach else ())
+    quiet = args.quiet or args.json or attach
+    info = follow(stream, f"starting {args.name or args.image}", quiet=quiet)
+    if args.json:
+        print_json(info)
+    elif not attach:
+        print(info["name"])
+    if attach:
+        return int(info.get("exit_status") or 0)
+    return 0
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def list_instances(args: argparse.Namespace) -> int:
+    instances = api().call("GET", "/v1/instances")
+    if args.json:
+        print_json(instances)
+        return 0
+    from homecloud.sizes import format_size
+
+    rows = []
+    for i in instances:
+        state = i["state"]
+        if i.get("exit_status") is not None and state in ("exited", "failed"):
+            state += f" ({i['exit_status']})"
+        rows.append([i["name"], state, i["image"], _age(i.get("uptime")),
+                     f"{i['cpus']:g}" if i.get("cpus") else "-",
+                     format_size(i["memory"]) if i.get("memory") else "-",
+                     " ".join(i["command"])[:40] if i.get("command") else "(boot)"])
+    print_table(rows, ["NAME", "STATE", "IMAGE", "UPTIME", "CPUS", "MEMORY", "COMMAND"])
+    return 0
+
+
+def inspect_instance(args: argparse.Namespace) -> int:
+    print_json(api().call("GET", _path(args.name)))
+    return 0
+
+
+def lifecycle(args: argparse.Namespace) -> int:
+    client = api()
+    body = {"timeout": getattr(args, "timeout", None)}
+    for name in args.name:
+        info = client.call("POST", _path(name, args.action), body)
+        print(f"{name}: {info['state']}")
+    return 0
+
+
+def remove_instances(args: argparse.Namespace) -> int:
+    client = api()
+    for name in args.name:
+        client.call("DELETE", _path(name) + ("?force=1" if args.force else ""))
+        print(f"removed {name}")
+    return 0
+
+
+def _exec(name: str, command: list[str]) -> int:
+    env = {"TERM": os.environ["TERM"]} if "TERM" in os.environ else {}
+    result = api().call("POST", _path(name, "exec"), {"command": command, "env": env},
+                              fds=_stdio())
+    return int(result["exit_status"])
+
+
+def exec_command(args: argparse.Namespace) -> int:
+    from homecloud.errors import UserError
+
+    command = list(args.command)
+    if not command:
+        raise UserError("no command given: use `hc exec NAME -- CMD ...`")
+    return _exec(args.name, command)
+
+
+def open_shell(args: argparse.Namespace) -> int:
+    info = api().call("GET", _path(args.name))
+    machinectl = shutil.which("machinectl")
+    if (os.geteuid() == 0 and machinectl and sys.stdin.isatty() and not info.get("command")
+            and info.get("state") == "running"):
+        # A real login session with its own terminal, through the guest's systemd.
+        os.execv(machinectl, [machinectl, "shell", f"root@{args.name}"])
+    return _exec(args.name, ["/bin/sh", "-c",
+                             "if command -v bash >/dev/null; then exec bash -l; fi; exec sh -l"])
+
+
+def show_logs(args: argparse.Namespace) -> int:
+    query = f"?lines={args.lines}" + ("&follow=1" if args.follow else "")
+    stream = api().stream("GET", _path(args.name, "logs") + query)
+    try:
+        while True:
+            print(next(stream)["line"], flush=args.follow)
+    except StopIteration:
+        pass
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from homecloud.devhost.main import main
+
+sys.exit(main())

@@ -1,0 +1,192 @@
+"""Install homecloud on a host whose PID 1 is systemd (natively, or inside a dev host).
+
+    python -m homecloud.hostsetup [--pool-size 8G]
+
+Run as root with the venv's python: the units point at the directory of that python, so the
+agent runs from the same venv. Idempotent: running it again changes only what differs.
+`hc-devhost up` runs it inside each dev host; `python3 -m homecloud.bootstrap up` runs it here
+when PID 1 is systemd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from homecloud.bootstrap import BootstrapError, link_command, systemd_booted
+from homecloud.config import CONFIG_PATH, Config
+from homecloud.errors import HomecloudError, HostError
+from homecloud.sizes import format_size, parse_size
+
+UNITS = ("hcd.socket", "hcd.service")
+UNIT_DIR = Path("/etc/systemd/system")
+PATH_DIR = Path("/usr/local/bin")
+PROFILE_SNIPPET = Path("/etc/profile.d/homecloud.sh")
+COMMANDS = ("hc", "hcd")
+GROUP = Config().group
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where hostsetup reads and writes; tests point it at a scratch tree."""
+
+    units_src: Path
+    bindir: Path
+    unit_dir: Path = UNIT_DIR
+    config_path: Path = CONFIG_PATH
+    path_dir: Path = PATH_DIR
+    profile_snippet: Path = PROFILE_SNIPPET
+
+
+def default_units_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "units"
+
+
+def render_unit(text: str, bindir: Path) -> str:
+    return text.replace("@BINDIR@", str(bindir))
+
+
+def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
+    """Write ``text`` to ``path`` unless it already holds exactly that; True if written."""
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(path)
+    return True
+
+
+def install_units(layout: Layout) -> list[str]:
+    """Install the agent's units with their paths filled in; return the names that changed."""
+    changed = []
+    for unit in UNITS:
+        source = layout.units_src / unit
+        try:
+            text = source.read_text()
+        except FileNotFoundError:
+            raise HostError(f"{source} is missing: run hostsetup from a homecloud "
+                            "checkout") from None
+        if write_if_changed(layout.unit_dir / unit, render_unit(text, layout.bindir)):
+            changed.append(unit)
+    return changed
+
+
+def config_text(pool_size: str | None) -> str:
+    """The first config file; ``pool_size`` is a size as the admin typed it (already valid)."""
+    if pool_size:
+        size_line = f"  size: {pool_size}"
+    else:
+        size_line = f"  # size: {format_size(Config().pool.size)}"
+    return (
+        "# homecloud host configuration, read by hcd at start. Written once by hostsetup and\n"
+        "# never overwritten: edit freely. Every setting and its default: homecloud/config.py.\n"
+        "pool:\n"
+        "  # auto: btrfs, then reflink, then copy; an embedded btrfs file when nothing fits.\n"
+        "  driver: auto\n"
+        f"{size_line}\n"
+    )
+
+
+def write_config(path: Path, pool_size: str | None) -> bool:
+    """Write the config file only if there is none: it belongs to the admin after that."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_text(pool_size))
+    return True
+
+
+def profile_text(bindir: Path) -> str:
+    return (
+        "# homecloud: put the hc command on PATH (written by homecloud hostsetup)\n"
+        f'case ":$PATH:" in *":{bindir}:"*) ;; *) PATH="$PATH:{bindir}"; export PATH ;; esac\n'
+    )
+
+
+def put_on_path(layout: Layout) -> str:
+    """Make `hc` reachable: symlinks in /usr/local/bin where it is writable; else (a dev host,
+    whose /usr is the machine's, read-only) a profile.d snippet adding the venv to PATH."""
+    links = [link_command(layout.path_dir, layout.bindir / command) for command in COMMANDS]
+    if all(links):
+        return f"{', '.join(COMMANDS)} linked into {layout.path_dir}"
+    write_if_changed(layout.profile_snippet, profile_text(layout.bindir))
+    return f"{layout.bindir} added to PATH by {layout.profile_snippet}"
+
+
+def ensure_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+        return False
+    except KeyError:
+        subprocess.run(["groupadd", "--system", name], check=True)
+        return True
+
+
+def _systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise HostError(f"systemctl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
+def setup(layout: Layout, pool_size: str | None = None, group: str = GROUP) -> list[str]:
+    """Install and start the agent's socket; return what was done, one line each."""
+    done = []
+    if ensure_group(group):
+        done.append(f"created group {group}")
+    changed = install_units(layout)
+    if changed:
+        done.append(f"installed {', '.join(changed)} into {layout.unit_dir}")
+    if write_config(layout.config_path, pool_size):
+        done.append(f"wrote {layout.config_path}")
+    done.append(put_on_path(layout))
+    if changed:
+        _systemctl("daemon-reload")
+    _systemctl("enable", "--now", "hcd.socket")
+    done.append("hcd.socket is enabled and listening")
+    if "hcd.service" in changed:
+        # A running agent keeps its old unit until restarted; a stopped one starts on demand.
+        # hcd may not be installed yet: that is the agent's problem, not the set-up's.
+        _systemctl("try-restart", "hcd.service", check=False)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m homecloud.hostsetup",
+                                     description="Install homecloud's agent units on this host.")
+    parser.add_argument("--pool-size", metavar="SIZE",
+                        help="size of the embedded pool, written to a new config (e.g. 8G)")
+    args = parser.parse_args(argv)
+    try:
+        if args.pool_size:
+            parse_size(args.pool_size, "--pool-size")
+        if os.geteuid() != 0:
+            raise HostError("hostsetup needs root")
+        if not systemd_booted():
+            raise HostError("PID 1 is not systemd here: use a dev host "
+                            "(`python3 -m homecloud.bootstrap up` makes one)")
+        # The venv's bin directory: not resolved, since its python is a symlink to /usr/bin.
+        layout = Layout(units_src=default_units_dir(), bindir=Path(sys.executable).parent)
+        for line in setup(layout, args.pool_size):
+            print(f"hostsetup: {line}")
+    except HomecloudError as exc:
+        print(f"hostsetup: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except BootstrapError as exc:
+        print(f"hostsetup: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

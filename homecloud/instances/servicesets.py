@@ -1,0 +1,150 @@
+"""Service sets: instance compositions as data (``service-sets/<kind>.yaml``).
+
+A file lists steps, each naming an *action* from a registry the drivers fill::
+
+    description: a container booted with systemd-nspawn
+    steps:
+      - id: record
+        action: record-instance
+      - id: dataset
+        action: fork-dataset
+        after: [record]
+      - id: unit
+        action: start-unit
+        after: [dataset]
+        with: {timeout: 90}      # optional parameters, handed to the action's factory
+
+Files in /etc/homecloud/service-sets override and extend the ones shipped with homecloud.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+from homecloud.errors import NotFound, UserError
+from homecloud.instances.steps import Step, StepGraph, StepGraphError, check_graph
+from homecloud.names import validate_name
+
+C = TypeVar("C")
+C_contra = TypeVar("C_contra", contravariant=True)
+
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "service-sets"
+SEARCH_PATH: tuple[Path, ...] = (Path("/etc/homecloud/service-sets"), SHIPPED_DIR)
+_STEP_KEYS = {"id", "action", "after", "with"}
+
+
+class StepAction(Protocol[C_contra]):
+    def do(self, ctx: C_contra) -> Any: ...
+
+    def undo(self, ctx: C_contra) -> Any: ...
+
+
+ActionFactory = Callable[[Mapping[str, Any]], StepAction[C]]
+
+
+@dataclass(frozen=True)
+class StepDef:
+    id: str
+    action: str
+    after: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceSet:
+    kind: str
+    steps: tuple[StepDef, ...]
+    description: str = ""
+    source: str = ""
+
+
+class ActionRegistry(Generic[C]):
+    """Action names to factories ``params -> StepAction``."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, ActionFactory[C]] = {}
+
+    def register(self, name: str, factory: ActionFactory[C]) -> None:
+        if name in self._factories:
+            raise ValueError(f"step action {name!r} is registered twice")
+        self._factories[name] = factory
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def build(self, sset: ServiceSet) -> StepGraph[C]:
+        """The runnable graph for ``sset``; UserError naming the file for an unknown action."""
+        steps: list[Step[C]] = []
+        for sdef in sset.steps:
+            factory = self._factories.get(sdef.action)
+            if factory is None:
+                raise UserError(f"{sset.source}: step {sdef.id!r} uses unknown action "
+                                f"{sdef.action!r} (known: {', '.join(self.names())})")
+            try:
+                action = factory(sdef.params)
+            except (TypeError, ValueError) as exc:
+                raise UserError(f"{sset.source}: step {sdef.id!r}: bad parameters for "
+                                f"{sdef.action}: {exc}") from exc
+            steps.append(Step(sdef.id, action.do, action.undo, sdef.after))
+        return StepGraph(steps, name=sset.kind)
+
+
+def parse_service_set(data: Any, kind: str, source: str) -> ServiceSet:
+    """Validate the YAML document ``data``; every problem is a UserError naming ``source``."""
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        raise UserError(f"{source}: expected a mapping with a 'steps' list")
+    unknown = set(data) - {"description", "steps"}
+    if unknown:
+        raise UserError(f"{source}: unknown keys {', '.join(sorted(unknown))}")
+    steps: list[StepDef] = []
+    for index, raw in enumerate(data["steps"], 1):
+        where = f"{source}: step {index}"
+        if not isinstance(raw, dict):
+            raise UserError(f"{where}: expected a mapping with 'id' and 'action'")
+        extra = set(raw) - _STEP_KEYS
+        if extra:
+            raise UserError(f"{where}: unknown keys {', '.join(sorted(extra))} "
+                            f"(known: {', '.join(sorted(_STEP_KEYS))})")
+        step_id, action = raw.get("id"), raw.get("action")
+        if not isinstance(step_id, str) or not step_id:
+            raise UserError(f"{where}: 'id' must be a non-empty string")
+        if not isinstance(action, str) or not action:
+            raise UserError(f"{where} ({step_id}): 'action' must be a non-empty string")
+        after = raw.get("after", [])
+        if isinstance(after, str):
+            after = [after]
+        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+            raise UserError(f"{where} ({step_id}): 'after' must be a list of step ids")
+        params = raw.get("with", {}) or {}
+        if not isinstance(params, dict):
+            raise UserError(f"{where} ({step_id}): 'with' must be a mapping of parameters")
+        steps.append(StepDef(step_id, action, tuple(after), params))
+    try:
+        check_graph(((s.id, s.after) for s in steps), source)
+    except StepGraphError as exc:
+        raise UserError(str(exc)) from exc
+    return ServiceSet(kind=kind, steps=tuple(steps), description=str(data.get("description", "")),
+                      source=source)
+
+
+def load_service_set(kind: str, search: Sequence[Path] = SEARCH_PATH) -> ServiceSet:
+    """The first ``<kind>.yaml`` on ``search``."""
+    import yaml
+
+    validate_name(kind, "service set")
+    for directory in search:
+        path = directory / f"{kind}.yaml"
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML: {exc}") from exc
+        return parse_service_set(data, kind, str(path))
+    raise NotFound(f"no service set {kind!r}: looked for {kind}.yaml in "
+                   f"{', '.join(str(d) for d in search)}")

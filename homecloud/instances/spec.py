@@ -1,0 +1,160 @@
+"""What the user asked for when creating an instance, validated before anything is made."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from homecloud.errors import UserError
+from homecloud.names import validate_instance_name, validate_name
+from homecloud.sizes import format_size, parse_size
+
+KINDS = ("container",)
+RESTART_POLICIES = ("no", "always")
+MIN_MEMORY = 32 << 20
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: str
+    target: str
+    readonly: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Bind:
+        """``SRC:DST[:ro|rw]`` as typed after ``--bind``."""
+        parts = text.split(":")
+        mode = "rw"
+        if len(parts) == 3 and parts[2] in ("ro", "rw"):
+            mode = parts.pop()
+        if len(parts) != 2 or not all(parts):
+            raise UserError(f"--bind {text!r} is invalid: use SOURCE:TARGET or SOURCE:TARGET:ro")
+        return cls(parts[0], parts[1], mode == "ro")
+
+
+@dataclass(frozen=True)
+class HostLimits:
+    """What the host has; injected so validation stays testable."""
+
+    cpus: int
+    memory: int  # bytes
+
+    @classmethod
+    def probe(cls) -> HostLimits:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return cls(cpus=os.cpu_count() or 1, memory=int(pages))
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    name: str
+    image: str
+    kind: str = "container"
+    cpus: float | None = None
+    memory: int | None = None  # bytes
+    env: dict[str, str] = field(default_factory=dict)
+    binds: list[Bind] = field(default_factory=list)
+    command: list[str] | None = None  # command mode: run this instead of booting
+    restart: str = "no"
+    boot: bool = True
+
+    def __post_init__(self) -> None:
+        # Command mode means no boot, whatever the caller said.
+        if self.command:
+            object.__setattr__(self, "boot", False)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InstanceSpec:
+        data = dict(data)
+        data["binds"] = [Bind(**b) for b in data.get("binds", [])]
+        return cls(**data)
+
+    def validate(self, host: HostLimits | None = None) -> InstanceSpec:
+        """Raise a one-line UserError for the first thing wrong; return self when all is well."""
+        host = host or HostLimits.probe()
+        validate_instance_name(self.name)
+        validate_name(self.image, "image name")
+        if self.kind not in KINDS:
+            raise UserError(f"instance kind {self.kind!r} is not supported (use: "
+                            f"{', '.join(KINDS)})")
+        if self.restart not in RESTART_POLICIES:
+            raise UserError(f"--restart {self.restart!r} is invalid: use "
+                            f"{' or '.join(RESTART_POLICIES)}")
+        _check_cpus(self.cpus, host)
+        _check_memory(self.memory, host)
+        for key in self.env:
+            if not _ENV_KEY_RE.fullmatch(key):
+                raise UserError(f"--env {key!r} is not a valid variable name: use letters, "
+                                "digits and '_', not starting with a digit")
+        for key, value in self.env.items():
+            if "\0" in value or "\n" in value:
+                raise UserError(f"--env {key}: the value must not contain newlines or NUL")
+        targets: set[str] = set()
+        for bind in self.binds:
+            _check_bind(bind)
+            if bind.target in targets:
+                raise UserError(f"--bind target {bind.target} is given twice")
+            targets.add(bind.target)
+        if self.command is not None and not self.command:
+            raise UserError("the command after `--` is empty")
+        return self
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    """``K=V`` strings as typed after ``--env``."""
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--env {item!r} is invalid: use KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def parse_memory(text: str | int) -> int:
+    return parse_size(text, "--memory")
+
+
+def _check_cpus(cpus: float | None, host: HostLimits) -> None:
+    if cpus is None:
+        return
+    if not isinstance(cpus, int | float) or cpus != cpus or cpus <= 0:
+        raise UserError(f"--cpus {cpus!r} is invalid: give a number of CPUs greater than 0, "
+                        "like 1 or 0.5")
+    if cpus < 0.01:
+        raise UserError(f"--cpus {cpus} is too small: at least 0.01")
+    if cpus > host.cpus:
+        raise UserError(f"--cpus {cpus:g} is more than this host has ({host.cpus})")
+
+
+def _check_memory(memory: int | None, host: HostLimits) -> None:
+    if memory is None:
+        return
+    if memory < MIN_MEMORY:
+        raise UserError(f"--memory {format_size(memory)} is too small: a container needs at "
+                        f"least {format_size(MIN_MEMORY)}")
+    if memory > host.memory:
+        raise UserError(f"--memory {format_size(memory)} is more than this host has "
+                        f"({format_size(host.memory)})")
+
+
+def _check_bind(bind: Bind) -> None:
+    if not bind.target.startswith("/"):
+        raise UserError(f"--bind target {bind.target!r} must be an absolute path in the instance")
+    if any(part == ".." for part in Path(bind.target).parts):
+        raise UserError(f"--bind target {bind.target!r} must not contain '..'")
+    if not bind.source.startswith("/"):
+        raise UserError(f"--bind source {bind.source!r} must be an absolute path on the host")
+    if not os.path.exists(bind.source):
+        raise UserError(f"--bind source {bind.source} does not exist on the host; create it "
+                        "first")
+    for text in (bind.source, bind.target):
+        if any(ch in text for ch in ":,\n\0"):
+            raise UserError(f"--bind path {text!r} must not contain ':' ',' or newlines")

@@ -1,0 +1,396 @@
+"""Transient services: described as plain data, rendered to D-Bus properties, started and watched.
+
+The rendering is pure (unit-tested without systemd). We marshal the property list ourselves
+rather than through pystemd's ``StartTransientUnit``, whose ``KNOWN_UNIT_SIGNATURES`` table
+raises KeyError for properties it does not list; here every property carries its own D-Bus
+signature.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from homecloud.errors import HomecloudError, UserError
+from homecloud.systemd.bus import SERVICE_IFACE, UNIT_IFACE, SystemBus, unit_path
+
+USEC = 1_000_000
+# What systemd-nspawn@.service uses: nspawn turns SIGTERM into a clean guest poweroff, and
+# KillMode=mixed sends it to nspawn alone, SIGKILLing the rest only when TimeoutStopSec passes.
+# 133 is nspawn's "the guest rebooted" status.
+NSPAWN_REBOOT_STATUS = 133
+
+# (name, D-Bus signature, value)
+Property = tuple[str, str, Any]
+
+
+class UnitFailed(UserError):
+    """A unit did not come up; the message carries its last log lines."""
+
+    def __init__(self, message: str, lines: Sequence[str] = ()) -> None:
+        full = message if not lines else message + "; last log lines:\n  " + "\n  ".join(lines)
+        super().__init__(full)
+        self.lines = list(lines)
+
+
+@dataclass(frozen=True)
+class TransientService:
+    name: str  # "hc-web.service"
+    argv: Sequence[str]
+    description: str = ""
+    service_type: str = "notify"  # notify | exec | simple | oneshot
+    notify_access: str | None = None  # None: systemd's default (main)
+    slice: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    cpus: float | None = None  # CPUQuota=cpus*100%
+    memory_max: int | None = None  # bytes
+    tasks_max: int | None = None
+    timeout_stop: float | None = None  # seconds
+    timeout_start: float | None = None
+    kill_mode: str | None = None  # control-group | mixed | process | none
+    kill_signal: int | None = None
+    delegate: bool = False
+    restart: str = "no"  # no | always | on-failure
+    restart_sec: float | None = None
+    remain_after_exit: bool = False
+    success_exit_status: Sequence[int] = ()
+    restart_force_exit_status: Sequence[int] = ()
+    watchdog_sec: float | None = None
+    device_policy: str | None = None
+    device_allow: Sequence[tuple[str, str]] = ()
+    accounting: bool = True  # CPU/memory/tasks accounting, so status can report usage
+    # The client's stdin, stdout and stderr, as `systemd-run --pipe` passes them; None: the
+    # journal.
+    stdio: tuple[int, int, int] | None = None
+    extra: Sequence[Property] = ()  # anything else, already typed
+
+
+def _usec(seconds: float) -> int:
+    return int(round(seconds * USEC))
+
+
+def render_properties(svc: TransientService) -> list[Property]:
+    """The StartTransientUnit property list for ``svc``, each with its D-Bus signature."""
+    if not svc.argv:
+        raise ValueError(f"{svc.name}: empty command line")
+    props: list[Property] = [
+        ("Description", "s", svc.description or svc.name),
+        ("Type", "s", svc.service_type),
+        ("ExecStart", "a(sasb)", [(svc.argv[0], list(svc.argv), False)]),
+    ]
+    if svc.notify_access:
+        props.append(("NotifyAccess", "s", svc.notify_access))
+    if svc.slice:
+        props.append(("Slice", "s", svc.slice))
+    if svc.environment:
+        props.append(("Environment", "as", [f"{k}={v}" for k, v in svc.environment.items()]))
+    if svc.accounting:
+        props += [("CPUAccounting", "b", True), ("MemoryAccounting", "b", True),
+                  ("TasksAccounting", "b", True)]
+    if svc.cpus is not None:
+        props.append(("CPUQuotaPerSecUSec", "t", _usec(svc.cpus)))
+    if svc.memory_max is not None:
+        props.append(("MemoryMax", "t", svc.memory_max))
+    if svc.tasks_max is not None:
+        props.append(("TasksMax", "t", svc.tasks_max))
+    if svc.timeout_stop is not None:
+        props.append(("TimeoutStopUSec", "t", _usec(svc.timeout_stop)))
+    if svc.timeout_start is not None:
+        props.append(("TimeoutStartUSec", "t", _usec(svc.timeout_start)))
+    if svc.kill_mode:
+        props.append(("KillMode", "s", svc.kill_mode))
+    if svc.kill_signal is not None:
+        props.append(("KillSignal", "i", svc.kill_signal))
+    if svc.delegate:
+        props.append(("Delegate", "b", True))
+    props.append(("Restart", "s", svc.restart))
+    if svc.restart_sec is not None:
+        props.append(("RestartUSec", "t", _usec(svc.restart_sec)))
+    if svc.remain_after_exit:
+        props.append(("RemainAfterExit", "b", True))
+    if svc.success_exit_status:
+        props.append(("SuccessExitStatus", "(aiai)", (list(svc.success_exit_status), [])))
+    if svc.restart_force_exit_status:
+        props.append(("RestartForceExitStatus", "(aiai)",
+                      (list(svc.restart_force_exit_status), [])))
+    if svc.watchdog_sec is not None:
+        props.append(("WatchdogUSec", "t", _usec(svc.watchdog_sec)))
+    if svc.device_policy:
+        props.append(("DevicePolicy", "s", svc.device_policy))
+    if svc.device_allow:
+        props.append(("DeviceAllow", "a(ss)", [tuple(d) for d in svc.device_allow]))
+    if svc.stdio is not None:
+        for stream, fd in zip(("Input", "Output", "Error"), svc.stdio, strict=True):
+            props.append((f"Standard{stream}FileDescriptor", "h", fd))
+    props += list(svc.extra)
+    return props
+
+
+def nspawn_service(name: str, argv: Sequence[str], *, description: str, slice: str,
+                   boot: bool, cpus: float | None, memory_max: int | None,
+                   timeout_stop: float, restart: str,
+                   stdio: tuple[int, int, int] | None = None) -> TransientService:
+    """A service running systemd-nspawn, configured like systemd-nspawn@.service."""
+    return TransientService(
+        name=name, argv=argv, description=description, slice=slice,
+        # Booting: nspawn sends READY=1 when the guest's systemd is ready (--notify-ready=yes).
+        # A command: Type=exec, so its notifications are ignored; with Type=notify nspawn's
+        # STOPPING=1 at exit would make systemd drop the unit, status and all, and a fast
+        # command could exit before READY, turning its own failure into a failed start.
+        service_type="notify" if boot else "exec",
+        cpus=cpus, memory_max=memory_max, tasks_max=16384,
+        timeout_stop=timeout_stop, kill_mode="mixed", kill_signal=int(signal.SIGTERM),
+        delegate=True, restart=restart, restart_sec=1.0 if restart != "no" else None,
+        # A finished command stays visible ("exited") until removed, unless it is restarted.
+        remain_after_exit=not boot and restart == "no",
+        success_exit_status=(NSPAWN_REBOOT_STATUS,),
+        restart_force_exit_status=(NSPAWN_REBOOT_STATUS,) if boot else (),
+        watchdog_sec=180.0 if boot else None,
+        device_policy="closed",
+        device_allow=(("/dev/net/tun", "rwm"), ("char-pts", "rw")),
+        stdio=stdio,
+    )
+
+
+def marshal_properties(props: Sequence[Property]) -> list[Any]:
+    """pystemd's argument list for a D-Bus ``a(sv)``."""
+    from pystemd.dbuslib import apply_signature
+
+    args: list[Any] = [(ord("a"), b"(sv)")]
+    for name, signature, value in props:
+        args += [(ord("r"), b"sv"), (ord("s"), name.encode()), (ord("v"), signature.encode())]
+        args += apply_signature(signature.encode(), [_to_bytes(value)])
+        args += [(-1, None), (-1, None)]
+    args.append((-1, None))
+    return args
+
+
+def _to_bytes(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, list):
+        return [_to_bytes(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_to_bytes(v) for v in value)
+    return value
+
+
+# -- talking to systemd --------------------------------------------------------------------------
+
+def _dbus_error_name(exc: BaseException) -> str:
+    name = getattr(exc, "err_name", b"") or b""
+    text = name.decode() if isinstance(name, bytes) else str(name)
+    return text + " " + str(exc)
+
+
+def _is_no_such_unit(exc: BaseException) -> bool:
+    text = _dbus_error_name(exc)
+    return "NoSuchUnit" in text or "not loaded" in text
+
+
+@dataclass(frozen=True)
+class UnitStatus:
+    name: str
+    load_state: str
+    active_state: str  # active | activating | deactivating | inactive | failed
+    sub_state: str  # running | exited | dead | failed | auto-restart | start | ...
+    main_pid: int | None
+    exec_main_status: int | None
+    result: str  # success | exit-code | signal | timeout | ...
+    started: float | None  # seconds since the epoch
+    memory: int | None  # bytes
+    cpu_nsec: int | None
+    tasks: int | None
+    invocation_id: str | None
+
+
+_UNSET = (1 << 64) - 1
+
+
+def _opt(value: Any) -> int | None:
+    return None if value in (None, _UNSET) else int(value)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Systemd:
+    """The few manager operations homecloud needs, over one :class:`SystemBus`."""
+
+    def __init__(self, bus: SystemBus) -> None:
+        self.bus = bus
+
+    def start_transient(self, svc: TransientService, *, timeout: float = 90.0,
+                        accept_exited: bool = False) -> UnitStatus:
+        """Start ``svc`` and wait until its start job is done.
+
+        Succeeds when the unit is active (for Type=notify: READY was sent), or, with
+        ``accept_exited`` (commands, Type=exec), once the command was started at all: however it
+        ends is its exit status, read with wait_finished. Otherwise the unit is stopped and
+        reset (nothing is left behind) and UnitFailed carries its last log lines.
+        """
+        from pystemd.dbuslib import apply_signature
+
+        args = apply_signature(b"ss", [svc.name.encode(), b"fail"])
+        args += marshal_properties(render_properties(svc))
+        args += [(ord("a"), b"(sa(sv))"), (-1, None)]  # no auxiliary units
+        try:
+            self.bus.manager(b"StartTransientUnit", args)
+        except Exception as exc:
+            if "already exists" in str(exc) or "UnitExists" in _dbus_error_name(exc):
+                raise UserError(f"unit {svc.name} already exists; stop it with "
+                                f"`systemctl stop {svc.name}` first") from exc
+            raise HomecloudError(f"systemd refused to start {svc.name}: {exc}") from exc
+        try:
+            status = self.wait_for_job(svc.name, timeout)
+        except BaseException:
+            self.discard(svc.name)
+            raise
+        if status.active_state == "active" or accept_exited:
+            return status
+        from homecloud.systemd.journal import unit_lines
+
+        lines = unit_lines(svc.name, 15, invocation=status.invocation_id)
+        self.discard(svc.name)
+        why = status.result if status.result != "success" else status.sub_state
+        raise UnitFailed(f"{svc.name} failed to start ({why})", lines)
+
+    def wait_for_job(self, unit: str, timeout: float) -> UnitStatus:
+        """Wait until ``unit`` has no pending job; UnitFailed (with log lines) after
+        ``timeout`` seconds."""
+        if self._job_done(unit, timeout):
+            return self.unit_status(unit) or _gone(unit)
+        status = self.unit_status(unit) or _gone(unit)
+        from homecloud.systemd.journal import unit_lines
+
+        raise UnitFailed(f"{unit} did not finish starting within {timeout:.0f}s",
+                         unit_lines(unit, 15, invocation=status.invocation_id))
+
+    def _job_done(self, unit: str, timeout: float) -> bool:
+        """Poll until ``unit`` has no job (True) or ``timeout`` passes (False). Polling starts
+        at 1 ms and backs off to 10 ms: cheap calls, and no signal subscription to manage."""
+        path = unit_path(unit)
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            job_id, _ = self.bus.get(path, UNIT_IFACE, b"Job", b"(uo)")
+            if job_id == 0:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.01)
+
+    def wait_finished(self, unit: str, timeout: float | None = None) -> UnitStatus:
+        """Wait until the unit's main process has ended (sub-state exited, or the unit is
+        inactive or failed); return its last status. TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            status = self.unit_status(unit)
+            if status is None:
+                return _gone(unit)
+            if status.sub_state == "exited" or status.active_state in ("inactive", "failed"):
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{unit} still runs after {timeout:.0f}s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.005)
+
+    def stop_unit(self, unit: str, timeout: float | None = None) -> None:
+        """Stop ``unit`` if loaded, and wait. nspawn powers the guest off on SIGTERM; systemd
+        kills what is left after the unit's TimeoutStopSec, or we do after ``timeout``
+        (TimeoutStopUSec cannot be changed on a running unit)."""
+        from pystemd.dbuslib import apply_signature
+
+        name = unit.encode()
+        try:
+            self.bus.manager(b"StopUnit", apply_signature(b"ss", [name, b"replace"]))
+        except Exception as exc:
+            if _is_no_such_unit(exc):
+                return
+            raise HomecloudError(f"cannot stop {unit}: {exc}") from exc
+        if self._job_done(unit, timeout if timeout is not None else 3600.0):
+            return
+        try:
+            self.bus.manager(b"KillUnit", apply_signature(b"ssi", [name, b"all",
+                                                                   int(signal.SIGKILL)]))
+        except Exception as exc:
+            if not _is_no_such_unit(exc):
+                raise HomecloudError(f"cannot kill {unit}: {exc}") from exc
+        if not self._job_done(unit, 30.0):
+            raise HomecloudError(f"{unit} did not stop, even after SIGKILL; see "
+                                 f"`journalctl -u {unit}`")
+
+    def reset_failed(self, unit: str) -> None:
+        from pystemd.dbuslib import apply_signature
+
+        try:
+            self.bus.manager(b"ResetFailedUnit", apply_signature(b"s", [unit.encode()]))
+        except Exception as exc:
+            if not _is_no_such_unit(exc):
+                raise
+
+    def discard(self, unit: str) -> None:
+        """Stop and forget a transient unit; idempotent (undo steps and reconcile use it)."""
+        self.stop_unit(unit)
+        self.reset_failed(unit)
+
+    def unit_status(self, unit: str) -> UnitStatus | None:
+        """The unit's state, or None when systemd has no such unit loaded."""
+        path = unit_path(unit)
+        props = self.bus.get_all(path, UNIT_IFACE)
+        if _s(props.get(b"LoadState", b"")) in ("not-found", ""):
+            return None
+        svc: dict[bytes, Any] = {}
+        if unit.endswith(".service"):
+            svc = self.bus.get_all(path, SERVICE_IFACE)
+        started = props.get(b"ActiveEnterTimestamp") or 0
+        invocation = props.get(b"InvocationID") or b""
+        pid = svc.get(b"MainPID") or 0
+        return UnitStatus(
+            name=unit, load_state=_s(props[b"LoadState"]),
+            active_state=_s(props.get(b"ActiveState", b"")),
+            sub_state=_s(props.get(b"SubState", b"")),
+            main_pid=int(pid) or None,
+            exec_main_status=_opt(svc.get(b"ExecMainStatus")),
+            result=_s(svc.get(b"Result", b"success")),
+            started=started / USEC if started else None,
+            memory=_opt(svc.get(b"MemoryCurrent")),
+            cpu_nsec=_opt(svc.get(b"CPUUsageNSec")),
+            tasks=_opt(svc.get(b"TasksCurrent")),
+            invocation_id=bytes(invocation).hex() if invocation else None,
+        )
+
+    def list_units(self, patterns: Sequence[str] = ("hc-*",)) -> dict[str, UnitSummary]:
+        """Loaded units matching ``patterns``: one D-Bus round trip whatever their number."""
+        from pystemd.dbuslib import apply_signature
+
+        body = self.bus.manager(b"ListUnitsByPatterns", apply_signature(
+            b"asas", [[], [p.encode() for p in patterns]]))
+        rows = body[0] if isinstance(body, tuple) else body
+        out = {}
+        for row in rows:
+            summary = UnitSummary(name=_s(row[0]), load_state=_s(row[2]),
+                                  active_state=_s(row[3]), sub_state=_s(row[4]))
+            out[summary.name] = summary
+        return out
+
+
+@dataclass(frozen=True)
+class UnitSummary:
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str
+
+
+def _gone(unit: str) -> UnitStatus:
+    """A unit systemd already forgot: it ran and was collected (success, not failure)."""
+    return UnitStatus(name=unit, load_state="not-found", active_state="inactive",
+                      sub_state="dead", main_pid=None, exec_main_status=None, result="success",
+                      started=None, memory=None, cpu_nsec=None, tasks=None, invocation_id=None)

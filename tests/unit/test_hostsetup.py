@@ -1,0 +1,74 @@
+"""hostsetup's file work, in a scratch tree (the systemctl part runs in the dev host tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from homecloud import hostsetup
+from homecloud.config import parse_config
+from homecloud.hostsetup import Layout, config_text, install_units, put_on_path, write_config
+from homecloud.sizes import parse_size
+
+UNITS = Path(__file__).resolve().parents[2] / "units"
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    return Layout(units_src=UNITS, bindir=Path("/opt/homecloud/venv/bin"),
+                  unit_dir=tmp_path / "systemd", config_path=tmp_path / "homecloud/config.yaml",
+                  path_dir=tmp_path / "usr-local-bin", profile_snippet=tmp_path / "profile.sh")
+
+
+def test_units_point_at_the_venv_and_install_once(layout: Layout) -> None:
+    assert install_units(layout) == ["hcd.socket", "hcd.service"]
+    service = (layout.unit_dir / "hcd.service").read_text()
+    assert "ExecStart=/opt/homecloud/venv/bin/hcd" in service and "@BINDIR@" not in service
+    assert install_units(layout) == []
+
+
+def test_units_missing_from_the_checkout(layout: Layout, tmp_path: Path) -> None:
+    broken = Layout(units_src=tmp_path / "nowhere", bindir=layout.bindir,
+                    unit_dir=layout.unit_dir)
+    with pytest.raises(hostsetup.HostError, match="hcd.socket is missing"):
+        install_units(broken)
+    assert not layout.unit_dir.exists()
+
+
+@pytest.mark.parametrize("size", [None, "8G"])
+def test_config_is_valid_and_written_only_once(layout: Layout, size: str | None) -> None:
+    assert write_config(layout.config_path, size)
+    config = parse_config(yaml.safe_load(layout.config_path.read_text()))
+    assert config.pool.size == (parse_size(size) if size else parse_config(None).pool.size)
+    layout.config_path.write_text("# mine\n")
+    assert not write_config(layout.config_path, "1G")
+    assert layout.config_path.read_text() == "# mine\n"
+
+
+def test_config_text_keeps_the_size_as_typed() -> None:
+    assert "  size: 8G\n" in config_text("8G")
+
+
+def test_hc_goes_on_path_by_links_where_writable(layout: Layout) -> None:
+    layout.path_dir.mkdir()
+    assert "linked" in put_on_path(layout)
+    assert (layout.path_dir / "hc").readlink() == layout.bindir / "hc"
+    assert (layout.path_dir / "hcd").readlink() == layout.bindir / "hcd"
+    assert not layout.profile_snippet.exists()
+
+
+def test_hc_goes_on_path_by_profile_elsewhere(layout: Layout) -> None:
+    assert "added to PATH" in put_on_path(layout)  # path_dir does not exist: not writable
+    snippet = layout.profile_snippet.read_text()
+    assert 'PATH="$PATH:/opt/homecloud/venv/bin"' in snippet
+    put_on_path(layout)
+    assert layout.profile_snippet.read_text() == snippet
+
+
+def test_bad_pool_size_is_refused_before_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    assert hostsetup.main(["--pool-size", "lots"]) == 1
+    err = capsys.readouterr().err
+    assert err == "hostsetup: --pool-size 'lots' is not a size: use a number with an optional " \
+                  "K, M, G or T suffix, like 512M\n"
