@@ -50,6 +50,10 @@ class FirstStep:
 # What `up` does after installing, in order: extend this list to grow the quick start.
 FIRST_STEPS: tuple[FirstStep, ...] = (
     FirstStep(("hc", "image", "build", "debian"), done_if="hc image ls | grep -qw debian"),
+    FirstStep(("hc", "run", "debian", "--name", "hello", "--restart", "always"),
+              done_if="hc ls | grep -qw hello"),
+    FirstStep(("hc", "start", "hello")),  # a no-op when it runs; after a `down --keep` it did not
+    FirstStep(("hc", "ls")),
 )
 
 
@@ -231,8 +235,8 @@ def cmd_up(_args: argparse.Namespace) -> int:
         say("installing the homecloud agent on this host")
         run([bindir / "python", "-m", "homecloud.hostsetup"])
         run_first_steps([], env={**os.environ, "PATH": f"{os.environ.get('PATH', '')}:{bindir}"})
-        say("homecloud is up on this host. Try:")
-        print("    hc ls\n    hc image ls")
+        say("homecloud is up on this host, with a booted container 'hello'. Try:")
+        print("    hc shell hello\n    hc ls\n    hc image ls")
         return 0
     say(f"PID 1 is not systemd here: starting the dev host {DEVHOST_NAME!r}")
     link = link_command(Path("/usr/local/bin"), bindir / "hc-devhost")
@@ -240,7 +244,8 @@ def cmd_up(_args: argparse.Namespace) -> int:
     run([bindir / "hc-devhost", "up", DEVHOST_NAME])
     run_first_steps([bindir / "hc-devhost", "exec", DEVHOST_NAME, "--"])
     say(f"homecloud is up inside the dev host {DEVHOST_NAME!r}. Next:")
-    print(f"    {devhost} exec {DEVHOST_NAME} -- bash      # a shell in it; there, try: hc ls\n"
+    print(f"    {devhost} exec {DEVHOST_NAME} -- hc shell hello   # a shell in the container\n"
+          f"    {devhost} exec {DEVHOST_NAME} -- bash      # a shell in it; there, try: hc ls\n"
           f"    {devhost} exec {DEVHOST_NAME} -- hc ls     # or one command from here\n"
           f"    {devhost} down {DEVHOST_NAME} --keep       # stop it, keeping its state")
     return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from homecloud.bootstrap import BootstrapError, link_command, systemd_booted
 from homecloud.config import CONFIG_PATH, Config
 from homecloud.errors import HomecloudError, HostError
+from homecloud.files import write_if_changed
 from homecloud.sizes import format_size, parse_size
 
 UNITS = ("hcd.socket", "hcd.service")
@@ -49,21 +50,6 @@ def default_units_dir() -> Path:
 
 def render_unit(text: str, bindir: Path) -> str:
     return text.replace("@BINDIR@", str(bindir))
-
-
-def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
-    """Write ``text`` to ``path`` unless it already holds exactly that; True if written."""
-    try:
-        if path.read_text() == text:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
-    return True
 
 
 def install_units(layout: Layout) -> list[str]:

@@ -115,7 +115,8 @@ def run_instance(args: argparse.Namespace) -> int:
     client = api()
     stream = client.stream("POST", "/v1/instances", body, fds=_stdio() if attach else ())
     quiet = args.quiet or args.json or attach
-    info = follow(stream, f"starting {args.name or args.image}", quiet=quiet)
+    info = follow(stream, f"starting {args.name or args.image}", quiet=quiet,
+                  describe=_step_progress)
     if args.json:
         print_json(info)
     elif not attach:
@@ -125,14 +126,10 @@ def run_instance(args: argparse.Namespace) -> int:
     return 0
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def _step_progress(event: dict[str, Any]) -> dict[str, Any]:
+    """A creation step event as progress: the step under way is the phase."""
+    return {"phase": event.get("step", ""), "done": 0, "total": None,
+            "message": "" if event.get("phase") == "start" else event.get("phase", "")}
 
 
 def list_instances(args: argparse.Namespace) -> int:
@@ -140,6 +137,7 @@ def list_instances(args: argparse.Namespace) -> int:
     if args.json:
         print_json(instances)
         return 0
+    from homecloud.cli.output import ago
     from homecloud.sizes import format_size
 
     rows = []
@@ -147,11 +145,11 @@ def list_instances(args: argparse.Namespace) -> int:
         state = i["state"]
         if i.get("exit_status") is not None and state in ("exited", "failed"):
             state += f" ({i['exit_status']})"
-        rows.append([i["name"], state, i["image"], _age(i.get("uptime")),
+        rows.append([i["name"], state, i["image"], ago(i["created"]),
                      f"{i['cpus']:g}" if i.get("cpus") else "-",
                      format_size(i["memory"]) if i.get("memory") else "-",
                      " ".join(i["command"])[:40] if i.get("command") else "(boot)"])
-    print_table(rows, ["NAME", "STATE", "IMAGE", "UPTIME", "CPUS", "MEMORY", "COMMAND"])
+    print_table(rows, ["NAME", "STATE", "IMAGE", "CREATED", "CPUS", "MEMORY", "COMMAND"])
     return 0
 
 

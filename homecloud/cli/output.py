@@ -68,14 +68,16 @@ class ProgressDisplay:
             self.out.flush()
 
 
-def follow(stream: Iterator[dict[str, Any]], title: str,
-           quiet: bool = False) -> Any:
-    """Drive a streamed operation, drawing its progress; return its result."""
+def follow(stream: Iterator[dict[str, Any]], title: str, quiet: bool = False,
+           describe: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
+    """Drive a streamed operation, drawing its progress; return its result. ``describe`` turns
+    an operation's own events into progress (phase, done, total, message)."""
     display = ProgressDisplay(title)
     show: Callable[[dict[str, Any]], None] = (lambda _e: None) if quiet else display.update
     try:
         while True:
-            show(next(stream))
+            event = next(stream)
+            show(describe(event) if describe else event)
     except StopIteration as stop:
         return stop.value
     finally:

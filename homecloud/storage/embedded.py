@@ -17,6 +17,7 @@ from typing import Any
 
 from homecloud.config import CONFIG_PATH, PoolConfig
 from homecloud.errors import HostError
+from homecloud.files import write_if_changed
 from homecloud.storage.fsutil import fs_name, nearest_existing
 from homecloud.storage.mountunit import mount_unit_name, render_mount_unit
 
@@ -118,16 +119,7 @@ def prepare_image(image: Path, size: int) -> bool:
 
 def write_unit(path: Path, text: str) -> bool:
     """Write a unit file if its text changed; return whether it did."""
-    try:
-        if path.read_text() == text:
-            return False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return True
+    return write_if_changed(path, text)
 
 
 def start_mount_unit(unit: str, bus: Any = None, timeout: float = MOUNT_TIMEOUT) -> None:
