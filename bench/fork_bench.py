@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import btrfsutil
 # The loop-pool helpers are shared with the system tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "system"))
 from pools import btrfs_loop_pool  # noqa: E402
+from timing import percentile, timed  # noqa: E402
 
 from homecloud.storage.btrfs import BtrfsDriver  # noqa: E402
 
@@ -81,17 +81,6 @@ def tree_stats(path: Path) -> tuple[int, int]:
             files += 1
             size += st.st_size
     return files, size
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def run(forks: int, rootfs: Path) -> dict[str, object]:

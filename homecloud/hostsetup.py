@@ -140,6 +140,10 @@ def setup(layout: Layout, pool_size: str | None = None, group: str = GROUP) -> l
         _systemctl("daemon-reload")
     _systemctl("enable", "--now", "hcd.socket")
     done.append("hcd.socket is enabled and listening")
+    # At boot too, not only on first use: its reconcile pass brings back the instances made
+    # with --restart always.
+    _systemctl("enable", "hcd.service")
+    done.append("hcd.service is enabled at boot")
     if "hcd.service" in changed:
         # A running agent keeps its old unit until restarted; a stopped one starts on demand.
         # hcd may not be installed yet: that is the agent's problem, not the set-up's.

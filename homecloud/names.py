@@ -22,13 +22,17 @@ def _describe(name: str) -> str:
     return repr(name) if name.isprintable() else ascii(name)
 
 
-def validate_name(name: str, what: str = "name") -> str:
-    """Return ``name`` if it is a valid image, pool or snapshot name; raise UserError if not."""
+def _check_length(name: str, what: str) -> None:
     if not name:
         raise UserError(f"{what} must not be empty")
     if len(name) > MAX_NAME:
         raise UserError(f"{what} {_describe(name[:20] + '...')} is too long "
                         f"({len(name)} characters, at most {MAX_NAME})")
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Return ``name`` if it is a valid image, pool or snapshot name; raise UserError if not."""
+    _check_length(name, what)
     if ".." in name:
         raise UserError(f"{what} {_describe(name)} must not contain '..'")
     if not _NAME_RE.fullmatch(name):
@@ -39,7 +43,7 @@ def validate_name(name: str, what: str = "name") -> str:
 
 def validate_instance_name(name: str) -> str:
     """Instance names are DNS labels: lower-case letters, digits and inner '-'."""
-    validate_name(name, "instance name")
+    _check_length(name, "instance name")
     if not _INSTANCE_RE.fullmatch(name):
         raise UserError(f"instance name {_describe(name)} is invalid: use lower-case letters, "
                         "digits and '-', not starting or ending with '-'")

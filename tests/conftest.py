@@ -6,7 +6,10 @@
 
 `devhost` boots once per session (about a second) and is shared by every test that asks for it;
 `second_devhost` is a second one, booted only when a test asks, for tests between two hosts.
-Both are removed at the end of the session. Without root or systemd-nspawn they skip.
+`small_pool_devhost` is one more whose pool is small enough to fill.
+`private_devhost` is one per test module that asks, for tests that kill the agent or
+reboot the host. `debian_image` builds the Debian image in `devhost` once per session.
+All are removed at the end of the session. Without root or systemd-nspawn they skip.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +30,7 @@ from homecloud.devhost.procs import alive
 from homecloud.errors import HostError
 
 TEST_DEVHOST_RE = re.compile(r"hct-(\d+)(-[a-z0-9]+)?")
+SMALL_POOL_SIZE = "200M"
 
 
 def session_devhost_name(suffix: str = "") -> str:
@@ -63,8 +68,8 @@ def _devhost_support() -> None:
     reap_stale_test_devhosts()
 
 
-def _devhost(suffix: str) -> Iterator[devhosts.DevHost]:
-    host = devhosts.boot(session_devhost_name(suffix))
+def _devhost(suffix: str, pool_size: str | None = None) -> Iterator[devhosts.DevHost]:
+    host = devhosts.boot(session_devhost_name(suffix), pool_size=pool_size)
     try:
         yield host
     finally:
@@ -81,3 +86,48 @@ def devhost(_devhost_support: None) -> Iterator[devhosts.DevHost]:
 def second_devhost(_devhost_support: None) -> Iterator[devhosts.DevHost]:
     """Another dev host, for tests between two hosts; booted on first use."""
     yield from _devhost("b")
+
+
+@pytest.fixture(scope="session")
+def small_pool_devhost(_devhost_support: None) -> Iterator[devhosts.DevHost]:
+    """A dev host whose embedded pool is only 200 MiB (hostsetup --pool-size, written to its
+    config before its agent first starts), for filling the pool; booted on first use."""
+    yield from _devhost("small", pool_size=SMALL_POOL_SIZE)
+
+
+@pytest.fixture(scope="module")
+def private_devhost(_devhost_support: None,
+                    request: pytest.FixtureRequest) -> Iterator[devhosts.DevHost]:
+    """A dev host for one test module alone, for tests that kill the agent, reboot the host or
+    fill it with instances without disturbing the tests that share `devhost`."""
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    yield from _devhost(re.sub(r"[^a-z0-9]", "", module.lower())[:20] or "private")
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    name: str
+    output: str  # what `hc image build` printed (its progress is on stderr)
+
+
+@pytest.fixture(scope="session")
+def debian_build(devhost: devhosts.DevHost) -> ImageBuild:
+    """`hc image build debian` in the session dev host, once per session (about a minute; the
+    .deb cache /var/cache/homecloud/debootstrap is shared with the machine)."""
+    if shutil.which("debootstrap") is None:
+        pytest.skip("building the Debian image needs debootstrap (apt-get install debootstrap)")
+    if any(image["name"] == "debian" for image in devhost.hc("image", "ls", json=True)):
+        return ImageBuild("debian", "")
+    result = devhost.hc("image", "build", "debian", check=False, timeout=1800)
+    if result.returncode == 3:  # the host lacks something (a mirror): the message names it
+        pytest.skip(f"cannot build the Debian image here: {result.stderr.strip()[-500:]}")
+    if result.returncode != 0:
+        pytest.fail(f"hc image build debian failed (exit {result.returncode}):\n"
+                    f"{result.stderr[-4000:]}")
+    return ImageBuild("debian", result.stderr)
+
+
+@pytest.fixture(scope="session")
+def debian_image(debian_build: ImageBuild) -> str:
+    """The name of a Debian image (minbase + systemd) in the session dev host's pool."""
+    return debian_build.name

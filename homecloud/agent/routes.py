@@ -56,7 +56,9 @@ class Route:
     regex: re.Pattern[str] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern)
+        # An empty parameter still matches, so `hc image rm ""` reaches the handler and gets
+        # its "must not be empty" rather than "no such API path".
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]*)", self.pattern)
         object.__setattr__(self, "regex", re.compile(f"^{regex}$"))
 
 

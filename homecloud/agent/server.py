@@ -111,8 +111,6 @@ class _PrefixedSocketReader(io.RawIOBase):
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ApiServer
-    server_version = "hcd"
-    sys_version = ""
     # Malformed request lines still get a status line (HTTP/0.9 would send a bare body).
     default_request_version = "HTTP/1.0"
 
@@ -131,6 +129,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             for fd in self.passed_fds:
                 os.close(fd)
             self.passed_fds = []
+
+    def version_string(self) -> str:
+        return "hcd"
 
     def address_string(self) -> str:
         return "unix"

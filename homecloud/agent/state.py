@@ -7,6 +7,7 @@ in its own transaction. Add a migration; never edit one that has shipped.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -51,6 +52,10 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # What users asked for is root's business: SQLite gives the -wal/-shm files the mode
+        # of the database file, so creating it 0600 covers all three.
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.path = path
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,

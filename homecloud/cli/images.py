@@ -57,8 +57,9 @@ def _done(args: argparse.Namespace, verb: str, image: dict[str, Any]) -> int:
 
 
 def build_image(args: argparse.Namespace) -> int:
-    body = {"recipe": args.recipe, "name": args.name or args.recipe, "release": args.release,
-            "mirror": args.mirror}
+    # `--name ""` is a (bad) name the agent refuses, not a request for the default.
+    name = args.recipe if args.name is None else args.name
+    body = {"recipe": args.recipe, "name": name, "release": args.release, "mirror": args.mirror}
     stream = api().stream("POST", "/v1/images/build", body)
     image = follow(stream, f"building {body['name']}", quiet=args.quiet or args.json)
     return _done(args, "built", image)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from typing import Any
-from urllib.parse import quote
 
 from homecloud.cli.lazy import api, follow, print_json, print_table
 
 
 def _path(name: str, action: str = "") -> str:
+    from urllib.parse import quote
+
     return f"/v1/instances/{quote(name, safe='')}" + (f"/{action}" if action else "")
 
 
@@ -50,6 +50,8 @@ def register(commands: Any) -> None:
 
     inspect = commands.add_parser("inspect", help="show everything about an instance (JSON)")
     inspect.add_argument("name")
+    # Always JSON; accepted so `--json` works on every command that prints data.
+    inspect.add_argument("--json", action="store_true", help="print JSON (the default)")
     inspect.set_defaults(run=inspect_instance)
 
     for action, text in (("start", "start a stopped instance"),
@@ -192,6 +194,8 @@ def exec_command(args: argparse.Namespace) -> int:
 
 
 def open_shell(args: argparse.Namespace) -> int:
+    import shutil
+
     info = api().call("GET", _path(args.name))
     machinectl = shutil.which("machinectl")
     if (os.geteuid() == 0 and machinectl and sys.stdin.isatty() and not info.get("command")

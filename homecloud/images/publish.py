@@ -44,7 +44,8 @@ def out_of_space(what: str) -> OSError:
 
 def check_image_absent(pool: StorageDriver, name: str) -> None:
     if pool.exists(image_dataset(name)):
-        raise Conflict(f"image {name} already exists; remove it first with `hc image rm {name}`")
+        raise Conflict(f"image {name!r} already exists; remove it first with "
+                       f"`hc image rm {name}`")
 
 
 def publish_image(pool: StorageDriver, name: str, fill: Callable[[Dataset], None],

@@ -72,9 +72,10 @@ def write_identity(root: Path, spec: InstanceSpec, machine_id: str) -> None:
     if not (root / "usr").is_dir():
         raise UserError(f"image {spec.image!r} is not an OS tree (it has no /usr directory), "
                         "so systemd-nspawn refuses to run it; rebuild or re-import the image")
-    if spec.boot and not _has_init(root):
-        raise UserError(f"image {spec.image!r} cannot boot: it has no /sbin/init (or "
-                        "/usr/lib/systemd/systemd); run a command instead with `-- CMD`")
+    if spec.boot and not boots_systemd(root):
+        raise UserError(f"image {spec.image!r} cannot boot: it has no systemd init "
+                        "(/usr/lib/systemd/systemd), and booting waits for the guest's systemd "
+                        "to be ready; run a command instead with `-- CMD`")
     write_file_in_root(root, "etc/hostname", f"{spec.name}\n")
     write_file_in_root(root, "etc/machine-id", f"{machine_id}\n", mode=0o444)
     write_file_in_root(root, "etc/hosts", hosts_file(read_file_in_root(root, "etc/hosts"),
@@ -90,14 +91,17 @@ def hosts_file(current: str, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _has_init(root: Path) -> bool:
+def boots_systemd(root: Path) -> bool:
+    """Whether `systemd-nspawn --boot` would start systemd in ``root``: it runs the first of
+    /usr/lib/systemd/systemd, /lib/systemd/systemd and /sbin/init that exists. Any other init
+    (busybox's) never sends READY=1, so the start would hang until its timeout."""
     # Absolute symlinks (sbin/init -> /lib/systemd/systemd) point into the guest, so resolve
     # them against root by hand.
-    for candidate in ("sbin/init", "usr/sbin/init", "usr/lib/systemd/systemd",
-                      "lib/systemd/systemd"):
+    for candidate in ("usr/lib/systemd/systemd", "lib/systemd/systemd"):
         if _resolve_in_root(root, candidate) is not None:
             return True
-    return False
+    init = _resolve_in_root(root, "sbin/init")
+    return init is not None and init.name == "systemd"
 
 
 def _resolve_in_root(root: Path, rel: str) -> Path | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,8 +39,28 @@ UNIT_PATTERN = "hc-*.service"
 Progress = Callable[[Any], None]
 
 
+# Fault injection for the crash-consistency tests (tests/system/test_cli_instances.py): with
+# HC_TEST_CRASH_AFTER_STEP=<step id> in the agent's environment, the agent SIGKILLs itself as
+# soon as that creation step has completed, as a crash at that point would.
+CRASH_AFTER_STEP_ENV = "HC_TEST_CRASH_AFTER_STEP"
+
+
 def instance_dataset(name: str) -> str:
     return f"{INSTANCE_PREFIX}/{name}"
+
+
+def crash_after_step(progress: Progress | None,
+                     step: str | None) -> Callable[[StepEvent], None] | None:
+    """``progress``, or with ``step`` set, a progress that kills this process after ``step``."""
+    if not step:
+        return progress
+
+    def report(event: StepEvent) -> None:
+        if event.step == step and event.phase == "done":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if progress is not None:
+            progress(event)
+    return report
 
 
 @dataclass(frozen=True)
@@ -136,7 +158,7 @@ class InstanceManager:
         ctx = CreateContext(spec=spec, machine_id=container.new_machine_id(), dataset=dataset,
                             root=self.pool.path(dataset), progress=progress,
                             stdio=stdio if not spec.boot else None)
-        report: Callable[[StepEvent], None] | None = progress
+        report = crash_after_step(progress, os.environ.get(CRASH_AFTER_STEP_ENV))
         graph.run(ctx, progress=report)  # raises after undoing every step that completed
         return self.get(spec.name)
 

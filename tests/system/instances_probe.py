@@ -39,7 +39,7 @@ def manager() -> InstanceManager:
 
 
 def make_busybox_image(m: InstanceManager, name: str, init: str | None) -> None:
-    """A tiny image: busybox and its applets; ``init`` (a shell script) as /sbin/init."""
+    """A tiny image: busybox and its applets; ``init`` (a shell script) as its systemd."""
     if m.store.query("SELECT 1 FROM images WHERE name = ?", (name,)):
         return
     if m.pool.exists(image_dataset(name)):  # built by other means (hc image build): adopt it
@@ -55,9 +55,11 @@ def make_busybox_image(m: InstanceManager, name: str, init: str | None) -> None:
     for applet in ("sh", "echo", "cat", "sleep", "true", "false", "hostname", "env", "ls"):
         (root / "usr/bin" / applet).symlink_to("busybox")
     (root / "etc/os-release").write_text("ID=busybox\n")
-    if init is not None:
-        (root / "usr/sbin/init").write_text("#!/bin/sh\n" + init + "\n")
-        (root / "usr/sbin/init").chmod(0o755)
+    if init is not None:  # where nspawn --boot looks first: a stand-in for systemd
+        systemd = root / "usr/lib/systemd/systemd"
+        systemd.parent.mkdir(parents=True)
+        systemd.write_text("#!/bin/sh\n" + init + "\n")
+        systemd.chmod(0o755)
     m.images.record(name, "test")
 
 

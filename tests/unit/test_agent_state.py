@@ -59,3 +59,11 @@ def test_transaction_rolls_back_on_error(tmp_path):
         db.execute("INSERT INTO images VALUES ('a','images/a','x',0,0)")
         raise RuntimeError("boom")
     assert store.query("SELECT * FROM images") == []
+
+
+def test_database_is_private_to_root(tmp_path):
+    store = Store(tmp_path / "state.db")
+    store.execute("INSERT INTO images VALUES ('a','images/a','x',0,0)")
+    for suffix in ("", "-wal"):
+        mode = (tmp_path / f"state.db{suffix}").stat().st_mode & 0o777
+        assert mode == 0o600, f"state.db{suffix} is {oct(mode)}"

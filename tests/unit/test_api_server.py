@@ -88,6 +88,12 @@ def test_json_round_trip_and_path_params_are_unquoted(api):
                                                             "params": {"name": "a b"}}
 
 
+def test_an_empty_path_parameter_reaches_the_handler(api):
+    """So the handler's own check answers ("image name must not be empty"), not the router."""
+    client, _, _ = api
+    assert client.call("POST", "/echo/", {})["params"] == {"name": ""}
+
+
 def test_errors_keep_their_kind_and_message(api):
     client, _, _ = api
     with pytest.raises(Conflict, match="already exists"):

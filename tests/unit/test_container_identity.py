@@ -9,6 +9,7 @@ import pytest
 
 from homecloud.errors import UserError
 from homecloud.instances.container import (
+    boots_systemd,
     hosts_file,
     nspawn_argv,
     read_file_in_root,
@@ -71,10 +72,26 @@ def test_identity_written(tmp_path: Path) -> None:
 
 def test_identity_refuses_an_image_without_init_when_booting(tmp_path: Path) -> None:
     root = make_root(tmp_path, init=False)
-    with pytest.raises(UserError, match="cannot boot: it has no /sbin/init"):
+    with pytest.raises(UserError, match="cannot boot: it has no systemd init"):
         write_identity(root, InstanceSpec("web", "busybox"), "c" * 32)
     assert not (root / "etc/hostname").exists()
     write_identity(root, InstanceSpec("web", "busybox", command=["true"]), "c" * 32)
+
+
+def test_only_a_systemd_init_can_boot(tmp_path: Path) -> None:
+    """busybox's init never tells nspawn it is ready: refused at once, not after a timeout."""
+    root = make_root(tmp_path, init=False)
+    (root / "bin").mkdir()
+    (root / "bin/busybox").write_text("")
+    (root / "sbin/init").symlink_to("/bin/busybox")
+    assert not boots_systemd(root)
+    (root / "sbin/init").unlink()
+    (root / "usr/lib/systemd").mkdir(parents=True)
+    (root / "usr/lib/systemd/systemd").write_text("")
+    (root / "sbin/init").symlink_to("../usr/lib/systemd/systemd")
+    assert boots_systemd(root)
+    (root / "usr/lib/systemd/systemd").unlink()
+    assert not boots_systemd(root)  # a dangling /sbin/init boots nothing
 
 
 def test_identity_refuses_a_tree_without_usr(tmp_path: Path) -> None:

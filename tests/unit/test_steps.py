@@ -126,3 +126,25 @@ def test_bad_graphs(pairs: list[tuple[str, tuple[str, ...]]], message: str) -> N
 def test_check_graph_orders_dependencies_first() -> None:
     order = check_graph([("c", ("a", "b")), ("b", ("a",)), ("a", ())])
     assert order.index("a") < order.index("b") < order.index("c")
+
+
+def test_crash_hook_kills_the_process_after_the_named_step_only() -> None:
+    """The fault injection the crash-consistency system tests use (HC_TEST_CRASH_AFTER_STEP)."""
+    import os
+    import signal
+
+    from homecloud.instances.manager import crash_after_step
+
+    seen: list[StepEvent] = []
+    assert crash_after_step(seen.append, None) == seen.append  # off: progress unchanged
+    report = crash_after_step(seen.append, "dataset")
+    assert report is not None
+    report(StepEvent("record", "done"))
+    report(StepEvent("dataset", "start"))
+    assert [(e.step, e.phase) for e in seen] == [("record", "done"), ("dataset", "start")]
+    pid = os.fork()
+    if pid == 0:  # the child plays the agent
+        report(StepEvent("dataset", "done"))
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL

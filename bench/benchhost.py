@@ -1,0 +1,37 @@
+"""The dev host a benchmark measures in: one named by the user (running, left running), or the
+benchmark's own, booted for the run and removed after it unless asked to keep it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from homecloud import devhost as devhosts
+
+
+def log(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def bench_devhost(name: str | None, own_name: str, keep: bool,
+                  progress: Callable[[str], None] = log) -> Iterator[devhosts.DevHost]:
+    """``name``: a running dev host to use as it is; None: boot ``own_name`` for this run.
+    Raises HomecloudError (NotFound, HostError) when the named one is missing or stopped."""
+    if name is not None:
+        host = devhosts.get(name)
+        if not host.running:
+            raise host.not_running()
+        yield host
+        return
+    host = devhosts.boot(own_name, progress=progress)
+    try:
+        yield host
+    finally:
+        if keep:
+            progress(f"leaving dev host {own_name} running (--keep): `hc-devhost down "
+                     f"{own_name}`")
+        else:
+            progress(f"removing dev host {own_name}")
+            devhosts.shutdown(own_name)
