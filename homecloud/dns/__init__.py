@@ -1,0 +1,2 @@
+"""homecloud's DNS: the zones built from state (zone.py), answers (answer.py), the server
+(server.py) and its entry point (``python -m homecloud.dns``, the hc-dns.service unit)."""

@@ -1,0 +1,1 @@
+"""Instance networking: addresses, link names, links (netlink), ports and the nftables ruleset."""
