@@ -5,6 +5,7 @@ systemd. `hc-devhost` is the command line; tests use the API below.
     host = boot("dev1")            # boots, waits for systemd, runs hostsetup inside
     host.run("systemctl", "is-active", "hcd.socket")
     host.hc("ls", json=True)
+    host.address                   # its own IPv4 address on the bridge hcdev0 (netplan.py)
     shutdown("dev1")               # poweroff, release loop devices, remove its state
 """
 

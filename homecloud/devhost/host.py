@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from homecloud.devhost import procs
+from homecloud.devhost.network import host_side_link
 from homecloud.devhost.spec import DevHostPaths, DevHostSpec
 from homecloud.devhost.supervisor import SUPERVISE_COMMAND
 from homecloud.errors import HostError, NotFound
@@ -77,6 +78,21 @@ class DevHost:
     @property
     def running(self) -> bool:
         return self.init_pid() is not None
+
+    @property
+    def address(self) -> str | None:
+        """Its IPv4 address on the dev hosts' bridge (reachable from the machine and from
+        the other dev hosts), or None when it has no network of its own."""
+        return self.spec.address
+
+    @property
+    def address6(self) -> str | None:
+        return self.spec.address6
+
+    def host_link(self) -> str | None:
+        """The machine's end of the dev host's link (on the bridge), while it runs."""
+        init = self.init_pid()
+        return host_side_link(init) if init is not None and self.spec.bridged else None
 
     @property
     def python(self) -> str:
@@ -163,6 +179,9 @@ class DevHost:
             "checkout": str(self.spec.checkout),
             "venv": str(self.spec.venv),
             "private_network": self.spec.private_network,
+            "address": self.address,
+            "address6": self.address6,
+            "host_link": self.host_link() if init is not None else None,
         }
 
     def console_tail(self, lines: int = 30) -> str:

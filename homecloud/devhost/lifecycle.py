@@ -20,6 +20,12 @@ from pathlib import Path
 
 from homecloud.devhost import procs
 from homecloud.devhost.host import DevHost
+from homecloud.devhost.netplan import DEVHOST_NETWORK, DevHostAddress, NetworkPlan
+from homecloud.devhost.network import (
+    ensure_machine_network,
+    remove_host_link,
+    remove_machine_network,
+)
 from homecloud.devhost.spec import (
     CACHE_DIR,
     STATE_ROOT,
@@ -39,6 +45,15 @@ READY_STATES = ("running", "degraded")
 NSPAWN_PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 # Pools, image builds and tests in every dev host share the machine's loop devices.
 MIN_LOOP_DEVICES = 32
+# Every systemd (each dev host's PID 1 and each container's) holds about a dozen inotify
+# instances, all counted against root: the kernel's default of 128 runs out with three dev
+# hosts and a few containers, and the next systemd exits at once with code 255, silently.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+MIN_INOTIFY_INSTANCES = 8192
+# Services the machine has enabled that must not start in a dev host: dnsmasq (installed for
+# the DNS benchmark, which runs its own) would take port 53 in the dev host's network namespace
+# from homecloud's DNS server.
+MASKED_UNITS = ("dnsmasq.service",)
 Progress = Callable[[str], None]
 
 
@@ -107,6 +122,11 @@ def machine_loop_devices() -> tuple[str, ...]:
     return (*control, *devices)
 
 
+def ensure_inotify_instances(minimum: int = MIN_INOTIFY_INSTANCES) -> None:
+    if int(INOTIFY_INSTANCES.read_text()) < minimum:
+        INOTIFY_INSTANCES.write_text(f"{minimum}\n")
+
+
 def get(name: str, state_root: Path = STATE_ROOT) -> DevHost:
     return DevHost.load(DevHostPaths.of(validate_devhost_name(name), state_root))
 
@@ -142,10 +162,16 @@ def boot(name: str, *, checkout: Path | None = None, venv: Path | None = None,
                     run_hostsetup(existing, pool_size)
                 return existing
         fresh = not paths.root.exists()
+        address = None if private_network else _address_for(paths, state_root)
         spec = DevHostSpec(name=name, checkout=checkout, venv=venv,
                            loop_devices=machine_loop_devices(),
-                           private_network=private_network)
+                           private_network=private_network,
+                           address=str(address.ipv4) if address else None,
+                           address6=str(address.ipv6) if address else None)
         try:
+            ensure_inotify_instances()
+            if spec.bridged:
+                ensure_machine_network(DEVHOST_NETWORK)
             _prepare(paths, spec)
             progress(f"booting dev host {name}")
             _start_supervisor(paths, spec)
@@ -164,6 +190,19 @@ def boot(name: str, *, checkout: Path | None = None, venv: Path | None = None,
     return host
 
 
+def _address_for(paths: DevHostPaths, state_root: Path,
+                 plan: NetworkPlan = DEVHOST_NETWORK) -> DevHostAddress:
+    """The dev host's address: the one it had (state kept by `down --keep`), else a free one.
+    The specs under the state root are the allocation table; the caller holds its lock."""
+    if paths.spec.exists():
+        previous = DevHostSpec.from_json(paths.spec.read_text()).network_address(plan)
+        if previous is not None:
+            return previous
+    taken = {address.number for host in list_devhosts(state_root) if host.name != paths.name
+             if (address := host.spec.network_address(plan)) is not None}
+    return plan.allocate(paths.name, taken)
+
+
 def _prepare(paths: DevHostPaths, spec: DevHostSpec) -> None:
     for directory in (paths.root, paths.upper, paths.state, CACHE_DIR):
         directory.mkdir(parents=True, exist_ok=True)
@@ -174,8 +213,14 @@ def _prepare(paths: DevHostPaths, spec: DevHostSpec) -> None:
     machine_id = paths.upper / "machine-id"
     if not machine_id.exists():
         machine_id.write_text(f"{uuid.uuid4().hex}\n")
+    units = paths.upper / "systemd" / "system"
+    units.mkdir(parents=True, exist_ok=True)
+    for unit in MASKED_UNITS:
+        if not (units / unit).is_symlink():
+            (units / unit).symlink_to("/dev/null")
     paths.spec.write_text(spec.to_json())
     paths.stopping.unlink(missing_ok=True)
+    paths.network_ready.unlink(missing_ok=True)
     paths.console_log.write_text("")
 
 
@@ -207,7 +252,8 @@ def wait_ready(host: DevHost, deadline: float, previous_nspawn: int | None = Non
             time.sleep(0.05)
             continue
         init = procs.container_init(nspawn)
-        if init is None or not Path(f"/proc/{init}/root/run/systemd/private").exists():
+        if init is None or not Path(f"/proc/{init}/root/run/systemd/private").exists() \
+                or not _network_ready(host, nspawn):
             time.sleep(0.05)
             continue
         try:
@@ -221,6 +267,13 @@ def wait_ready(host: DevHost, deadline: float, previous_nspawn: int | None = Non
         if state in ("maintenance", "stopping", "offline") and procs.alive(init):
             raise _boot_error(host, f"booted into state {state!r}")
         time.sleep(0.05)
+
+
+def _network_ready(host: DevHost, nspawn: int) -> bool:
+    """Whether the supervisor has configured the network of this nspawn's guest."""
+    if not host.spec.bridged:
+        return True
+    return procs.read_pid(host.paths.network_ready, f"--machine={host.name}") == nspawn
 
 
 def _boot_error(host: DevHost, what: str) -> HostError:
@@ -267,6 +320,18 @@ def shutdown(name: str, *, keep: bool = False, timeout: float = STOP_TIMEOUT,
             shutil.rmtree(paths.root)
 
 
+def shutdown_all(*, timeout: float = STOP_TIMEOUT, state_root: Path = STATE_ROOT,
+                 plan: NetworkPlan = DEVHOST_NETWORK) -> tuple[list[str], bool]:
+    """Remove every dev host, then the machine's side of their network (the bridge and our
+    nftables table) unless something is still attached to the bridge. Return the names removed
+    and whether the network is gone."""
+    names = [host.name for host in list_devhosts(state_root)]
+    for name in names:
+        shutdown(name, timeout=timeout, state_root=state_root)
+    with _locked(state_root):  # a dev host booting meanwhile is attached before the lock frees
+        return names, remove_machine_network(plan)
+
+
 def _stop(paths: DevHostPaths, timeout: float) -> None:
     if not paths.spec.exists():
         return
@@ -278,12 +343,18 @@ def _stop(paths: DevHostPaths, timeout: float) -> None:
     # poweroff. A second SIGTERM would make it kill the guest at once, so send one only.
     procs.signal_pid(nspawn if nspawn is not None else supervisor, signal.SIGTERM)
     if not procs.wait_gone([supervisor, nspawn, init], timeout):
-        # Killing the guest's PID 1 kills everything in its pid namespace.
-        procs.kill_tree_now([init, nspawn, supervisor])
+        # The supervisor first, so it starts nothing more; then look again, because an nspawn
+        # or a guest that was still starting when we began has a pid by now. The guest's PID 1
+        # outlives a killed nspawn, and killing it kills everything in its pid namespace.
+        procs.kill_tree_now([supervisor])
+        procs.wait_gone([supervisor], 5)
+        nspawn = host.nspawn_pid or nspawn
+        init = (procs.container_init(nspawn) if nspawn is not None else None) or init
+        procs.kill_tree_now([init, nspawn])
         if not procs.wait_gone([supervisor, nspawn, init], 10):
             raise HostError(f"dev host {host.name} would not stop (pids {supervisor}, {nspawn}, "
                             f"{init})")
-    for path in (paths.supervisor_pid, paths.nspawn_pid, paths.stopping):
+    for path in (paths.supervisor_pid, paths.nspawn_pid, paths.network_ready, paths.stopping):
         path.unlink(missing_ok=True)
 
 
@@ -295,6 +366,7 @@ def _release(paths: DevHostPaths) -> None:
         subprocess.run(["losetup", "--detach", loop.name], check=False)
     for mount in procs.mounts_under(paths.root):
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
+    remove_host_link(paths.name)
     # nspawn removes this itself when it exits normally, not when it is killed.
     propagate = NSPAWN_PROPAGATE_DIR / paths.name
     if propagate.is_dir() and not procs.mounts_under(propagate):

@@ -13,7 +13,7 @@ from homecloud.devhost import lifecycle
 from homecloud.devhost.host import DevHost
 from homecloud.devhost.spec import DevHostPaths, validate_devhost_name
 from homecloud.devhost.supervisor import SUPERVISE_COMMAND, daemonize
-from homecloud.errors import HomecloudError
+from homecloud.errors import HomecloudError, UserError
 
 
 def _progress(message: str) -> None:
@@ -33,6 +33,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _print_json(host.status())
     else:
         print(f"dev host {host.name} is up (PID 1 is {host.pid} on this machine)")
+        if host.address:
+            print(f"  its addresses:   {host.address} {host.address6}")
         print(f"  a shell inside:  hc-devhost exec {host.name} -- bash")
         print(f"  stop it:         hc-devhost down {host.name}")
     return 0
@@ -61,6 +63,17 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    if args.all:
+        if args.name or args.keep:
+            raise UserError("`down --all` takes no dev host name and no --keep")
+        names, network_gone = lifecycle.shutdown_all(timeout=args.timeout)
+        for name in names:
+            print(f"dev host {name} is down")
+        print("dev host network removed" if network_gone else
+              "dev host network kept: something is still attached to its bridge")
+        return 0
+    if not args.name:
+        raise UserError("name the dev host to stop, or use --all")
     lifecycle.shutdown(args.name, keep=args.keep, timeout=args.timeout)
     print(f"dev host {args.name} is down" + (" (state kept)" if args.keep else ""))
     return 0
@@ -83,12 +96,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(statuses)
         return 0
-    rows = [("NAME", "STATE", "PID", "STATE DIR")]
-    rows += [(s["name"], _state_text(s), str(s["pid"] or "-"), s["state_dir"]) for s in statuses]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows = [("NAME", "STATE", "PID", "ADDRESS", "STATE DIR")]
+    rows += [(s["name"], _state_text(s), str(s["pid"] or "-"), s["address"] or "-",
+              s["state_dir"]) for s in statuses]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-              + "  " + row[3])
+              + "  " + row[-1])
     return 0
 
 
@@ -98,7 +112,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(status)
         return 0
     print(f"{status['name']}: {_state_text(status)}")
-    for key in ("pid", "nspawn_pid", "supervisor_pid", "state_dir", "checkout", "venv"):
+    for key in ("pid", "nspawn_pid", "supervisor_pid", "address", "address6", "host_link",
+                "state_dir", "checkout", "venv"):
         print(f"  {key.replace('_', ' ')}: {status[key] if status[key] is not None else '-'}")
     return 0
 
@@ -121,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--pool-size", metavar="SIZE", help="size of the embedded pool (e.g. 8G)")
     up.add_argument("--no-setup", action="store_true", help="boot only; do not run hostsetup")
     up.add_argument("--private-network", action="store_true",
-                    help="give the dev host its own network namespace (no outside access)")
+                    help="no network but loopback (by default a dev host has its own "
+                    "address on the machine's bridge hcdev0, and egress through it)")
     up.set_defaults(func=cmd_up)
 
     exec_ = sub.add_parser("exec", help="run a command inside (default: bash)")
@@ -131,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     exec_.set_defaults(func=cmd_exec)
 
     down = sub.add_parser("down", help="power off and remove a dev host")
-    down.add_argument("name")
+    down.add_argument("name", nargs="?")
+    down.add_argument("--all", action="store_true", help="remove every dev host, then the "
+                      "bridge and nftables table they shared")
     down.add_argument("--keep", action="store_true", help=f"keep its state under "
                       f"{lifecycle.STATE_ROOT}/NAME for the next `up`")
     down.add_argument("--timeout", type=float, default=lifecycle.STOP_TIMEOUT, metavar="SECONDS")

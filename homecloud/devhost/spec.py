@@ -9,8 +9,10 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
+from homecloud.devhost.netplan import DEVHOST_NETWORK, DevHostAddress, NetworkPlan
 from homecloud.errors import UserError
 from homecloud.names import validate_name
 
@@ -76,6 +78,12 @@ class DevHostPaths:
         return self.root / "nspawn.pid"
 
     @property
+    def network_ready(self) -> Path:
+        """Holds the pid of the systemd-nspawn whose guest has its network configured: the
+        supervisor writes it after each (re)start, `up` and `reboot` wait for it."""
+        return self.root / "network.ready"
+
+    @property
     def stopping(self) -> Path:
         """Present while `down` runs: tells the supervisor not to start nspawn again."""
         return self.root / "stopping"
@@ -90,7 +98,12 @@ class DevHostSpec:
     checkout: Path
     venv: Path
     loop_devices: tuple[str, ...] = ()
+    # No network at all but loopback (no bridge, no address).
     private_network: bool = False
+    # On the dev hosts' bridge (netplan.py); None with private_network, or for a dev host
+    # started before dev hosts had their own network (it shares the machine's).
+    address: str | None = None
+    address6: str | None = None
 
     @property
     def venv_bin(self) -> Path:
@@ -106,6 +119,16 @@ class DevHostSpec:
         Debian's."""
         return f"{SYSTEM_PATH}:{self.venv_bin}"
 
+    @property
+    def bridged(self) -> bool:
+        return self.address is not None and not self.private_network
+
+    def network_address(self, plan: NetworkPlan = DEVHOST_NETWORK) -> DevHostAddress | None:
+        if self.address is None or self.address6 is None:
+            return None
+        ipv4 = IPv4Address(self.address)
+        return DevHostAddress(plan.number_of(ipv4), ipv4, IPv6Address(self.address6))
+
     def to_json(self) -> str:
         data = asdict(self)
         data.update(checkout=str(self.checkout), venv=str(self.venv),
@@ -117,10 +140,12 @@ class DevHostSpec:
         data = json.loads(text)
         return cls(name=data["name"], checkout=Path(data["checkout"]), venv=Path(data["venv"]),
                    loop_devices=tuple(data.get("loop_devices", ())),
-                   private_network=bool(data.get("private_network", False)))
+                   private_network=bool(data.get("private_network", False)),
+                   address=data.get("address"), address6=data.get("address6"))
 
 
-def nspawn_argv(spec: DevHostSpec, paths: DevHostPaths) -> list[str]:
+def nspawn_argv(spec: DevHostSpec, paths: DevHostPaths,
+                plan: NetworkPlan = DEVHOST_NETWORK) -> list[str]:
     """The systemd-nspawn command that boots the dev host: a volatile root with the machine's
     own /usr, a private writable /etc over the machine's, and the few directories shared with the
     machine bound at the same paths."""
@@ -145,4 +170,7 @@ def nspawn_argv(spec: DevHostSpec, paths: DevHostPaths) -> list[str]:
     argv += [f"--bind={device}" for device in spec.loop_devices]
     if spec.private_network:
         argv.append("--private-network")
+    elif spec.bridged:
+        # Its own network namespace, `host0` inside, the other end on the bridge.
+        argv.append(f"--network-bridge={plan.bridge}")
     return argv

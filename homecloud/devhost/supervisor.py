@@ -17,8 +17,14 @@ import sys
 import time
 from types import FrameType
 
-from homecloud.devhost.procs import write_pid
+from homecloud.devhost.netplan import DEVHOST_NETWORK
+from homecloud.devhost.network import configure_guest, ensure_machine_network, wait_for_guest_link
+from homecloud.devhost.procs import container_init, write_pid
 from homecloud.devhost.spec import REBOOT_EXIT_CODE, DevHostPaths, DevHostSpec, nspawn_argv
+from homecloud.errors import HostError
+
+# From nspawn's start to `host0` in the guest's namespace: well under a second normally.
+GUEST_LINK_TIMEOUT = 60.0
 
 SUPERVISE_COMMAND = "_supervise"
 
@@ -49,6 +55,23 @@ def _log(message: str) -> None:
     print(f"hc-devhost[{time.strftime('%H:%M:%S')}]: {message}", flush=True)
 
 
+def _configure_network(paths: DevHostPaths, spec: DevHostSpec,
+                       nspawn: subprocess.Popen[bytes]) -> None:
+    """Give the guest's `host0` its addresses, then record that this nspawn's guest has them.
+    Done here, on every start, because a reboot brings a fresh namespace with a bare `host0`."""
+    address = spec.network_address()
+    assert address is not None  # only called for bridged dev hosts
+
+    def guest_init() -> int | None:
+        if nspawn.poll() is not None:
+            raise HostError(f"systemd-nspawn exited with {nspawn.returncode} while starting")
+        return container_init(nspawn.pid)
+
+    init = wait_for_guest_link(guest_init, GUEST_LINK_TIMEOUT)
+    configure_guest(init, DEVHOST_NETWORK, address)
+    write_pid(paths.network_ready, nspawn.pid)
+
+
 def supervise(paths: DevHostPaths) -> int:
     """Run nspawn until the guest powers off; return nspawn's last exit code."""
     spec = DevHostSpec.from_json(paths.spec.read_text())
@@ -67,17 +90,29 @@ def supervise(paths: DevHostPaths) -> int:
     try:
         while not paths.stopping.exists():
             _log(f"starting {spec.name}")
+            if spec.bridged:  # nspawn needs the bridge; someone may have removed it
+                ensure_machine_network(DEVHOST_NETWORK)
             current = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sys.stdout,
                                        stderr=subprocess.STDOUT)
             write_pid(paths.nspawn_pid, current.pid)
             if paths.stopping.exists():  # a SIGTERM came before `current` was set
                 current.send_signal(signal.SIGTERM)
+            elif spec.bridged:
+                try:
+                    _configure_network(paths, spec, current)
+                except HostError as exc:
+                    # A dev host without its network would fail tests in confusing ways.
+                    _log(f"setting up the network of {spec.name} failed: {exc.message}; "
+                         "powering it off")
+                    paths.stopping.touch()
+                    current.send_signal(signal.SIGTERM)
             rc = current.wait()
             _log(f"systemd-nspawn exited with {rc}")
             if rc != REBOOT_EXIT_CODE:
                 break
             _log("the guest asked for a reboot: starting it again")
     finally:
+        paths.network_ready.unlink(missing_ok=True)
         paths.nspawn_pid.unlink(missing_ok=True)
         paths.supervisor_pid.unlink(missing_ok=True)
     return rc

@@ -6,20 +6,29 @@ where it stops or breaks them.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from homecloud import devhost as devhosts
-from homecloud.devhost import procs
+from homecloud.devhost import network, procs
+from homecloud.devhost.netplan import DEVHOST_NETWORK, NetworkPlan
 from homecloud.devhost.spec import STATE_ROOT, DevHostPaths
 from homecloud.errors import HostError
+from homecloud.images.mirror import find_debian_mirror
 
 pytestmark = pytest.mark.system
 READY = ("running", "degraded")
@@ -52,9 +61,37 @@ def hc_devhost(*args: str, check: bool = True) -> subprocess.CompletedProcess[st
     return result
 
 
+def links_inside(host: devhosts.DevHost) -> list[str]:
+    lines = host.run("ip", "-o", "link", "show").stdout.splitlines()
+    return sorted(line.split(": ")[1].split("@")[0] for line in lines)
+
+
+# Connect to a closed port: "connection refused" proves the address answers, without a server.
+REACHABLE = """
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.settimeout(5)
+print(s.connect_ex((sys.argv[1], 9)))
+"""
+
+
+def reachable(source: devhosts.DevHost, address: str) -> bool:
+    code = int(source.run("python3", "-c", REACHABLE, address).stdout)
+    return code in (0, errno.ECONNREFUSED)
+
+
+def has_host_link(name: str) -> bool:
+    """Whether the machine still has the dev host's end of its link (nspawn names it, or gives
+    it as altname, vb-NAME); it lives as long as anything of the guest does."""
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
+                           check=True).stdout
+    return re.search(rf"\bvb-{re.escape(name)}(?![\w.-])", links) is not None
+
+
 def assert_gone(name: str) -> None:
     paths = DevHostPaths.of(name)
     assert machine_processes(name) == []
+    assert not has_host_link(name)
     assert not paths.root.exists()
     assert not Path(f"/run/systemd/nspawn/propagate/{name}").exists()
     assert procs.mounts_under(paths.root) == []
@@ -154,6 +191,10 @@ def test_reboot_comes_back_with_state_kept(second_devhost: devhosts.DevHost) -> 
                                   check=False).returncode == 1
         active = second_devhost.run("systemctl", "is-active", "hcd.socket").stdout.strip()
         assert active == "active"
+        # A reboot is a fresh network namespace: the supervisor configured host0 again.
+        host0 = second_devhost.run("ip", "-br", "address", "show", "host0").stdout
+        assert f"{second_devhost.address}/16" in host0 and "UP" in host0
+        assert reachable(second_devhost, "198.18.0.1")
     finally:
         second_devhost.run("rm", "-f", marker)
 
@@ -162,6 +203,8 @@ def test_cli_up_down_keep_and_remove(throwaway_name: str) -> None:
     name = throwaway_name
     status = json.loads(hc_devhost("up", name, "--json").stdout)
     assert status["name"] == name and status["system_state"] in READY
+    link = status["host_link"]
+    assert link in network.bridge_ports(DEVHOST_NETWORK)
     paths = DevHostPaths.of(name)
     # Leave a mounted loop device inside: `down` must not leave it attached on the machine.
     host = devhosts.get(name)
@@ -174,17 +217,22 @@ def test_cli_up_down_keep_and_remove(throwaway_name: str) -> None:
 
     hc_devhost("down", name, "--keep")
     assert machine_processes(name) == []
+    assert not network.link_exists(link)
     assert (pool_file.st_dev, pool_file.st_ino) not in loop_devices()
     assert (paths.state / "marker").read_text() == "kept\n"
     stopped = json.loads(hc_devhost("status", name, "--json").stdout)
     assert stopped["state"] == "stopped" and stopped["pid"] is None
 
     hc_devhost("up", name)
+    again = json.loads(hc_devhost("status", name, "--json").stdout)
+    assert (again["address"], again["address6"]) == (status["address"], status["address6"])
     assert host.run("cat", "/var/lib/homecloud/marker").stdout == "kept\n"
     assert host.run("systemctl", "is-active", "hcd.socket").stdout.strip() == "active"
 
+    link = again["host_link"]
     hc_devhost("down", name)
     assert_gone(name)
+    assert not network.link_exists(link)
     assert (pool_file.st_dev, pool_file.st_ino) not in loop_devices()
     missing = hc_devhost("down", name, check=False)
     assert missing.returncode == 1
@@ -198,12 +246,149 @@ def test_a_boot_that_fails_leaves_nothing(throwaway_name: str) -> None:
 
 
 def test_hc_devhost_refuses_bad_names_and_unknown_hosts(_devhost_support: None) -> None:
-    def state_dirs() -> list[str]:
-        return sorted(p.name for p in STATE_ROOT.iterdir()) if STATE_ROOT.exists() else []
-
-    before = state_dirs()
     bad = hc_devhost("up", "no_underscores", check=False)
     assert bad.returncode == 1 and "dev host name 'no_underscores' is invalid" in bad.stderr
     unknown = hc_devhost("exec", "hct-nosuch", "--", "true", check=False)
     assert unknown.returncode == 1 and "no dev host named 'hct-nosuch'" in unknown.stderr
-    assert state_dirs() == before
+    # Only these two: other people's dev hosts come and go under the same root meanwhile.
+    for name in ("no_underscores", "hct-nosuch"):
+        assert not (STATE_ROOT / name).exists()
+        assert not has_host_link(name)
+
+
+def test_each_dev_host_has_its_own_network(devhost: devhosts.DevHost,
+                                          second_devhost: devhosts.DevHost) -> None:
+    hosts = (devhost, second_devhost)
+    assert len({host.address for host in hosts}) == 2
+    assert len({host.address6 for host in hosts}) == 2
+    listed = {s["name"]: s for s in json.loads(hc_devhost("ls", "--json").stdout)}
+    ports = network.bridge_ports(DEVHOST_NETWORK)
+    # Three namespaces: the machine's and one each.
+    assert len({os.stat(f"/proc/{pid}/ns/net").st_ino
+                for pid in (os.getpid(), devhost.pid, second_devhost.pid)}) == 3
+    routes = json.loads(subprocess.run(["ip", "-json", "route", "show", "default"],
+                                       capture_output=True, text=True, check=True).stdout)
+    machine_only = {DEVHOST_NETWORK.bridge, *(route["dev"] for route in routes)}
+    for host in hosts:
+        # Its own link and loopback (and whatever its agent adds, such as hc0), nothing of the
+        # machine's: not the uplink, not the bridge, not the other dev hosts' ends.
+        inside = links_inside(host)
+        assert {"host0", "lo"} <= set(inside)
+        assert not machine_only & set(inside)
+        assert not [link for link in inside if link.startswith("vb-")]
+        host0 = host.run("ip", "-br", "address", "show", "host0").stdout
+        assert f"{host.address}/16" in host0 and f"{host.address6}/64" in host0
+        assert "default via 198.18.0.1 dev host0" in host.run("ip", "route").stdout
+        status = listed[host.name]
+        assert (status["address"], status["address6"]) == (host.address, host.address6)
+        assert status["host_link"] in ports
+
+
+SERVER = """
+import socket, sys
+server = socket.create_server(("::", 0), family=socket.AF_INET6, dualstack_ipv6=True)
+server.settimeout(20)
+print(server.getsockname()[1], flush=True)
+for _ in range(2):
+    conn, peer = server.accept()
+    conn.sendall(f"{sys.argv[1]} saw {peer[0]}".encode())
+    conn.close()
+"""
+CLIENT = """
+import socket, sys
+for address in sys.argv[2:]:
+    with socket.create_connection((address, int(sys.argv[1])), timeout=5) as conn:
+        print(conn.recv(200).decode())
+"""
+
+
+def test_dev_hosts_reach_each_other_over_tcp(devhost: devhosts.DevHost,
+                                             second_devhost: devhosts.DevHost) -> None:
+    argv = second_devhost.command(["timeout", "30", "python3", "-c", SERVER,
+                                   second_devhost.name])
+    with subprocess.Popen(argv, env=second_devhost.environment(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          text=True) as server:
+        assert server.stdout is not None
+        port = server.stdout.readline().strip()
+        assert port.isdigit(), server.communicate(timeout=40)
+        client = devhost.run("python3", "-c", CLIENT, port, str(second_devhost.address),
+                             str(second_devhost.address6), timeout=60)
+        _out, err = server.communicate(timeout=40)
+        assert server.returncode == 0, err
+    # The server saw the client's own addresses: no NAT between dev hosts.
+    assert client.stdout.splitlines() == [f"{second_devhost.name} saw ::ffff:{devhost.address}",
+                                          f"{second_devhost.name} saw {devhost.address6}"]
+
+
+HEAD = """
+import sys, urllib.error, urllib.request
+try:
+    print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="HEAD"),
+                                 timeout=10).status)
+except urllib.error.HTTPError as exc:  # an HTTP answer all the same
+    print(exc.code)
+"""
+
+
+def test_dev_host_resolves_and_reaches_the_debian_mirror(devhost: devhosts.DevHost) -> None:
+    try:
+        mirror = find_debian_mirror()
+    except HostError as exc:
+        pytest.skip(exc.message)
+    name = urlsplit(mirror).hostname
+    assert name is not None
+    try:
+        socket.getaddrinfo(name, 80)
+        urllib.request.urlopen(urllib.request.Request(mirror, method="HEAD"), timeout=10)
+    except urllib.error.HTTPError:
+        pass
+    except OSError as exc:
+        pytest.skip(f"this machine itself cannot reach the mirror {mirror}: {exc}")
+    # DNS through the machine's resolver, HTTP through the machine's masquerading.
+    assert devhost.run("getent", "hosts", name).stdout.strip()
+    status = int(devhost.run("python3", "-c", HEAD, mirror, timeout=60).stdout)
+    assert 200 <= status < 500
+
+
+def test_machine_network_is_idempotent_and_removable() -> None:
+    """The bridge and table of a scratch plan (not the dev hosts' own): made twice, then
+    removed, touching no other nftables table."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    plan = NetworkPlan(bridge=f"hct{os.getpid()}", table=f"hct-{os.getpid()}",
+                       ipv4=IPv4Network("198.19.255.0/24"),
+                       ipv6=IPv6Network("fd68:6364:6576:ffff::/64"))
+    dummy = f"hctd{os.getpid()}"  # one end of a veth pair (the kernel has no dummy links)
+
+    def tables() -> set[str]:
+        listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                                check=True).stdout
+        return set(listed.splitlines()) - {f"table ip {plan.table}"}
+
+    before = tables()
+    try:
+        for _ in range(2):
+            network.ensure_machine_network(plan)
+        addresses = subprocess.run(["ip", "-br", "address", "show", plan.bridge],
+                                   capture_output=True, text=True, check=True).stdout
+        assert "198.19.255.1/24" in addresses and "fd68:6364:6576:ffff::1/64" in addresses
+        rules = subprocess.run(["nft", "list", "table", "ip", plan.table], capture_output=True,
+                               text=True, check=True).stdout
+        assert rules.count("masquerade") == 1
+        assert tables() == before
+        # Something attached: the bridge stays.
+        subprocess.run(["ip", "link", "add", dummy, "master", plan.bridge, "type", "veth",
+                        "peer", "name", f"{dummy}p"], check=True)
+        assert not network.remove_machine_network(plan)
+        assert network.link_exists(plan.bridge) and network.table_exists(plan)
+        subprocess.run(["ip", "link", "delete", dummy], check=True)
+        assert network.remove_machine_network(plan)
+        assert not network.link_exists(plan.bridge) and not network.table_exists(plan)
+        assert network.remove_machine_network(plan)  # nothing left to remove: fine
+        assert tables() == before
+    finally:
+        for link in (dummy, plan.bridge):
+            subprocess.run(["ip", "link", "delete", link], capture_output=True, check=False)
+        subprocess.run(["nft", "delete", "table", "ip", plan.table], capture_output=True,
+                       check=False)

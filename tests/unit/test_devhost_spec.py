@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,8 @@ from homecloud.devhost.spec import DevHostPaths, DevHostSpec, nspawn_argv, valid
 from homecloud.errors import HostError, UserError
 
 SPEC = DevHostSpec(name="dev1", checkout=Path("/src/homecloud"), venv=Path("/opt/homecloud/venv"),
-                   loop_devices=("/dev/loop-control", "/dev/loop0", "/dev/loop1"))
+                   loop_devices=("/dev/loop-control", "/dev/loop0", "/dev/loop1"),
+                   address="198.18.1.2", address6="fd68:6364:6576::102")
 PATHS = DevHostPaths(Path("/var/tmp/hc-devhost/dev1"))
 
 
@@ -50,13 +53,22 @@ def test_nspawn_command_line() -> None:
                    "--bind=/dev/loop0", "--bind=/dev/loop1"):
         assert option in argv
     assert "--private-network" not in argv
-    private = DevHostSpec(name="dev1", checkout=SPEC.checkout, venv=SPEC.venv,
-                          private_network=True)
+    assert "--network-bridge=hcdev0" in argv
+    private = replace(SPEC, private_network=True)
     assert "--private-network" in nspawn_argv(private, PATHS)
+    assert not any(arg.startswith("--network-") for arg in nspawn_argv(private, PATHS))
+    # A dev host from before dev hosts had addresses shares the machine's network.
+    shared = replace(SPEC, address=None, address6=None)
+    assert not any("network" in arg for arg in nspawn_argv(shared, PATHS))
 
 
 def test_spec_survives_its_file() -> None:
     assert DevHostSpec.from_json(SPEC.to_json()) == SPEC
+    address = SPEC.network_address()
+    assert address is not None and address.number == 0x0102
+    old = json.loads(SPEC.to_json())
+    del old["address"], old["address6"]
+    assert DevHostSpec.from_json(json.dumps(old)).network_address() is None
 
 
 def test_guest_path_keeps_debian_python_first() -> None:
@@ -107,6 +119,9 @@ def hc_devhost(state_root: Path, *args: str) -> subprocess.CompletedProcess[str]
     (("exec", "nosuch", "--", "true"), "no dev host named 'nosuch'"),
     (("status", "nosuch"), "no dev host named 'nosuch'"),
     (("reboot", "nosuch"), "no dev host named 'nosuch'"),
+    (("down",), "name the dev host to stop, or use --all"),
+    (("down", "nosuch", "--all"), "`down --all` takes no dev host name and no --keep"),
+    (("down", "--all", "--keep"), "`down --all` takes no dev host name and no --keep"),
 ])
 def test_cli_errors_are_one_line_and_leave_nothing(tmp_path: Path, args: tuple[str, ...],
                                                    message: str) -> None:
