@@ -25,11 +25,12 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from benchhost import bench_devhost
-from timing import percentile, timed
+from timing import interleaved, percentile, timed
 
 from homecloud.devhost import DevHost
 from homecloud.errors import HomecloudError
@@ -56,18 +57,10 @@ def run_inside(host: DevHost, argv: list[str]) -> None:
 
 
 def measure(host: DevHost, runs: int) -> dict[str, list[float]]:
-    """Each way once per repetition, starting with a different way each time, so drift in the
-    machine's load falls on all ways alike; the warm-up repetitions are not kept."""
-    commands = ways(host)
-    order = list(commands)
-    samples: dict[str, list[float]] = {name: [] for name in commands}
-    for index in range(-WARMUP, runs):
-        shift = index % len(order)
-        for name in order[shift:] + order[:shift]:
-            elapsed = timed(partial(run_inside, host, commands[name]))
-            if index >= 0:
-                samples[name].append(elapsed)
-    return samples
+    def way(argv: list[str]) -> Callable[[int], float]:
+        return lambda _index: timed(partial(run_inside, host, argv))
+
+    return interleaved(runs, {name: way(argv) for name, argv in ways(host).items()}, WARMUP)
 
 
 def summarize(samples: dict[str, list[float]]) -> dict[str, Any]:

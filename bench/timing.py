@@ -23,3 +23,19 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def interleaved(reps: int, ways: dict[str, Callable[[int], float]],
+                warmup: int = 0) -> dict[str, list[float]]:
+    """Run each way once per repetition (``way(index)`` returns the seconds it measured),
+    starting with a different way each time, so drift in the machine's load falls on all ways
+    alike; the first ``warmup`` repetitions are not kept."""
+    samples: dict[str, list[float]] = {way: [] for way in ways}
+    order = list(ways)
+    for rep in range(-warmup, reps):
+        shift = rep % len(order)
+        for way in order[shift:] + order[:shift]:
+            elapsed = ways[way](rep + warmup)
+            if rep >= 0:
+                samples[way].append(elapsed)
+    return samples

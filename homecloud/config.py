@@ -38,6 +38,29 @@ class ImagesConfig:
 
 
 @dataclass(frozen=True)
+class ChildHostConfig:
+    """A homecloud host whose zone ``<name>.<this host>.<domain>`` this host delegates to it."""
+
+    name: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The instances' network. ``bridge``: the host bridge they plug into; ``subnet4``: its
+    IPv4 subnet (unset: a free private /24 is chosen once and kept); ``host_name``: this host's
+    label in DNS (unset: the machine's host name); instances are named
+    ``<instance>.<host_name>.<domain>``. ``children``: hosts to delegate subdomains to.
+    Values are checked when the agent sets the network up (see `hc doctor`)."""
+
+    bridge: str = "hc0"
+    subnet4: str | None = None
+    domain: str = "home.arpa"
+    host_name: str | None = None
+    children: tuple[ChildHostConfig, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = Path("/var/lib/homecloud")
     run_dir: Path = Path("/run/homecloud")
@@ -45,6 +68,7 @@ class Config:
     max_request_body: int = 1 << 20
     pool: PoolConfig = field(default_factory=PoolConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -66,15 +90,39 @@ def _coerce(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
             value = Path(str(value))
         elif key in {"size", "max_request_body"}:
             value = parse_size(value if isinstance(value, int) else str(value), f"{where}: {key}")
+        elif key in {"bridge", "subnet4", "domain", "host_name"}:
+            value = None if value is None else str(value)
+        elif key == "children":
+            value = _children(value, f"{where}: children")
         out[key] = value
     return out
+
+
+def _children(value: Any, where: str) -> tuple[ChildHostConfig, ...]:
+    """``[{name: beta, addresses: [192.168.1.20, ...]}, ...]``; an address may be a string."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise UserError(f"{where}: expected a list of {{name, addresses}}")
+    children = []
+    for index, item in enumerate(value, 1):
+        if not isinstance(item, dict) or set(item) != {"name", "addresses"}:
+            raise UserError(f"{where}: entry {index} must have exactly 'name' and 'addresses'")
+        addresses = item["addresses"]
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        if not isinstance(addresses, list) or not addresses:
+            raise UserError(f"{where}: entry {index} needs at least one address")
+        children.append(ChildHostConfig(str(item["name"]), tuple(str(a) for a in addresses)))
+    return tuple(children)
 
 
 def parse_config(data: dict[str, Any] | None, where: str = "config") -> Config:
     """Build a Config from the YAML mapping ``data`` (None means all defaults)."""
     data = dict(data or {})
     sections: dict[str, Any] = {}
-    for key, cls in (("pool", PoolConfig), ("images", ImagesConfig)):
+    for key, cls in (("pool", PoolConfig), ("images", ImagesConfig),
+                     ("network", NetworkConfig)):
         section = data.pop(key, None) or {}
         if not isinstance(section, dict):
             raise UserError(f"{where}: {key!r} must be a mapping")

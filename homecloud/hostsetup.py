@@ -20,11 +20,12 @@ from pathlib import Path
 
 from homecloud.bootstrap import BootstrapError, link_command, systemd_booted
 from homecloud.config import CONFIG_PATH, Config
+from homecloud.dns import DNS_UNIT
 from homecloud.errors import HomecloudError, HostError
 from homecloud.files import write_if_changed
 from homecloud.sizes import format_size, parse_size
 
-UNITS = ("hcd.socket", "hcd.service")
+UNITS = ("hcd.socket", "hcd.service", DNS_UNIT)
 UNIT_DIR = Path("/etc/systemd/system")
 PATH_DIR = Path("/usr/local/bin")
 PROFILE_SNIPPET = Path("/etc/profile.d/homecloud.sh")
@@ -53,7 +54,8 @@ def render_unit(text: str, bindir: Path) -> str:
 
 
 def install_units(layout: Layout) -> list[str]:
-    """Install the agent's units with their paths filled in; return the names that changed."""
+    """Install the agent's (and its DNS server's) units with their paths filled in; return the
+    names that changed."""
     changed = []
     for unit in UNITS:
         source = layout.units_src / unit
@@ -144,10 +146,16 @@ def setup(layout: Layout, pool_size: str | None = None, group: str = GROUP) -> l
     # with --restart always.
     _systemctl("enable", "hcd.service")
     done.append("hcd.service is enabled at boot")
-    if "hcd.service" in changed:
-        # A running agent keeps its old unit until restarted; a stopped one starts on demand.
-        # hcd may not be installed yet: that is the agent's problem, not the set-up's.
-        _systemctl("try-restart", "hcd.service", check=False)
+    # Names keep resolving while the agent restarts: DNS is a service of its own. Until the
+    # agent writes its zone it waits, serving nothing.
+    _systemctl("enable", "--now", DNS_UNIT)
+    done.append(f"{DNS_UNIT} is enabled and running")
+    for unit in ("hcd.service", DNS_UNIT):
+        if unit in changed:
+            # A running service keeps its old unit until restarted; a stopped one starts on
+            # demand. hcd may not be installed yet: that is the agent's problem, not the
+            # set-up's.
+            _systemctl("try-restart", unit, check=False)
     return done
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from homecloud import __version__
 from homecloud.agent.api_instances import instance_routes
+from homecloud.agent.api_network import network_routes
 from homecloud.agent.app import Agent
 from homecloud.agent.fields import body_field
 from homecloud.agent.openapi import openapi_document
@@ -94,6 +95,7 @@ def build_router(agent: Agent) -> Router:
         Route("DELETE", "/v1/images/{name}", remove_image, "Remove an image not in use"),
         Route("GET", "/openapi.json", openapi, "This OpenAPI description"),
         *instance_routes(agent),
+        *network_routes(agent),
     ):
         router.add(route)
     return router

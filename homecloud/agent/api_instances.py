@@ -24,7 +24,7 @@ def _stdio(request: Request) -> tuple[int, int, int] | None:
 
 
 def spec_from_body(request: Request) -> Any:
-    from homecloud.instances.spec import Bind, InstanceSpec, parse_memory
+    from homecloud.instances.spec import Bind, InstanceSpec, parse_memory, parse_ports
 
     image = body_field(request, "image", str)
     name = body_field(request, "name", str, required=False) or _generated_name(image)
@@ -33,14 +33,16 @@ def spec_from_body(request: Request) -> Any:
     env = body_field(request, "env", dict, required=False, default={})
     binds = body_field(request, "binds", list, required=False, default=[])
     command = body_field(request, "command", list, required=False)
-    if not all(isinstance(v, str) for v in [*env.values(), *binds, *(command or [])]):
-        raise UserError("env values, binds and command must be strings")
+    ports = body_field(request, "ports", list, required=False, default=[])
+    if not all(isinstance(v, str) for v in [*env.values(), *binds, *(command or []), *ports]):
+        raise UserError("env values, binds, ports and command must be strings")
     return InstanceSpec(
         name=name, image=image, cpus=float(cpus) if cpus is not None else None,
         memory=parse_memory(memory) if memory is not None else None,
         env={str(k): v for k, v in env.items()}, binds=[Bind.parse(b) for b in binds],
         command=command, restart=body_field(request, "restart", str, required=False,
-                                            default="no"))
+                                            default="no"),
+        ports=parse_ports(ports))
 
 
 def _generated_name(image: str) -> str:
@@ -71,6 +73,7 @@ def instance_routes(agent: Agent) -> list[Route]:
         remove = bool(body_field(request, "remove", bool, required=False, default=False))
         stdio = _stdio(request)
         spec.validate(manager().host)
+        manager().check_network(spec)  # a bad -p or no network: an error before any work
 
         def work(progress: ProgressReport) -> dict[str, Any]:
             with agent.busy_instances.hold(spec.name, "a creation"):
@@ -126,8 +129,8 @@ def instance_routes(agent: Agent) -> list[Route]:
               "command, waits for it and returns its exit status)",
               body={"image": "string", "name": "string?", "cpus": "number?",
                     "memory": "string?", "env": "object?", "binds": "array?",
-                    "command": "array?", "restart": "string?", "attach": "boolean?",
-                    "remove": "boolean?"},
+                    "command": "array?", "restart": "string?", "ports": "array?",
+                    "attach": "boolean?", "remove": "boolean?"},
               streams=True),
         Route("GET", "/v1/instances/{name}", get_instance, "Describe one instance"),
         Route("POST", "/v1/instances/{name}/start", lifecycle("start"), "Start an instance"),

@@ -9,8 +9,10 @@ from homecloud.agent.state import Store
 from homecloud.config import Config
 from homecloud.images.catalog import ImageCatalog
 from homecloud.instances.manager import InstanceManager
+from homecloud.network.service import NetworkService
 from homecloud.storage.base import StorageDriver
 from homecloud.systemd.bus import SystemBus
+from homecloud.systemd.transient import Systemd
 
 
 @dataclass
@@ -21,9 +23,12 @@ class Agent:
     bus: SystemBus = field(default_factory=SystemBus)
     images: ImageCatalog = field(init=False)
     instances: InstanceManager = field(init=False)
+    network: NetworkService = field(init=False)
     busy_images: BusyNames = field(default_factory=lambda: BusyNames("image"))
     busy_instances: BusyNames = field(default_factory=lambda: BusyNames("instance"))
 
     def __post_init__(self) -> None:
         self.images = ImageCatalog(self.store, self.pool)
-        self.instances = InstanceManager(self.store, self.pool, self.images, self.bus)
+        self.network = NetworkService(self.config.network, self.store, Systemd(self.bus))
+        self.instances = InstanceManager(self.store, self.pool, self.images, self.bus,
+                                         network=self.network)

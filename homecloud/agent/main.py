@@ -50,6 +50,8 @@ def serve(config_path: Path | None) -> None:
         ensure_embedded_pool(config.pool)
         pool = open_pool(config.pool)
         agent = Agent(config=config, store=store, pool=pool)
+        _notify(status="setting up the network")
+        agent.network.start()  # on failure: logged, and shown by `hc doctor`
         _notify(status="reconciling")
         reconcile(agent)
         gid = group_id(config.group)

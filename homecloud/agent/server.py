@@ -226,20 +226,23 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         write_chunk: Callable[[bytes], None] = self._write_chunk
         try:
-            for event in result.events:
-                write_chunk(_json_bytes(event))
-        except HomecloudError as exc:
-            write_chunk(_json_bytes(exc.to_json()))
+            try:
+                for event in result.events:
+                    write_chunk(_json_bytes(event))
+            except HomecloudError as exc:
+                write_chunk(_json_bytes(exc.to_json()))
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as exc:
+                log.exception("internal error streaming %s %s", self.command, self.path)
+                write_chunk(_json_bytes({"error": f"internal error in hcd: {exc}",
+                                         "kind": "error", "exit_code": 1}))
+            self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
-            # The client went away; the generator's finally blocks have run (close()).
+            # The client went away (after an error event it need not read the end); the
+            # generator's finally blocks have run (close()).
             log.info("client left during %s %s", self.command, self.path)
             self.close_connection = True
-            return
-        except Exception as exc:
-            log.exception("internal error streaming %s %s", self.command, self.path)
-            write_chunk(_json_bytes({"error": f"internal error in hcd: {exc}", "kind": "error",
-                                     "exit_code": 1}))
-        self.wfile.write(b"0\r\n\r\n")
 
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

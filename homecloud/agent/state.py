@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from homecloud.network.leases import LEASES_DDL
+from homecloud.network.published import PORTS_DDL
+from homecloud.network.subnets import NETWORKS_DDL
+
 MIGRATIONS: Sequence[str] = (
     # 1: images and the instances that use them.
     """
@@ -40,6 +44,10 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE instances ADD COLUMN phase TEXT NOT NULL DEFAULT 'ready';
     ALTER TABLE instances ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
     """,
+    # 3: networking: the subnets chosen for each bridge (so they survive a restart), the IPv4
+    # address each instance holds and the host ports it publishes (the primary key keeps a
+    # host port to one instance).
+    NETWORKS_DDL + LEASES_DDL + PORTS_DDL,
 )
 
 

@@ -12,18 +12,22 @@ import sys
 from collections.abc import Sequence
 
 from homecloud import __version__
-from homecloud.cli import images, instances, pool
+from homecloud.cli import doctor, images, instances, network, pool
 from homecloud.errors import EXIT_USAGE, HomecloudError
 
 EPILOG = """\
 examples:
   hc image build debian              build a Debian image (debootstrap)
-  hc run debian --name web           a booted container, ready when this returns
+  hc run debian --name web -p 8080:80
+                                     a booted container, ready when this returns,
+                                     its port 80 published on the host's 8080
   hc exec web -- cat /etc/hostname
   hc run debian -- sh -c 'echo hi'   run a command instead of booting
   hc image import alpine ./alpine.tar.gz
   hc image ls --json
   hc pool                            show the storage pool
+  hc network ls / hc dns ls          addresses, ports and the names served
+  hc doctor                          what the host lacks, and how to fix it
 
 exit codes: 0 ok, 1 user error, 2 usage, 3 the host lacks something.
 The agent listens on /run/homecloud/hc.sock (override with $HC_SOCKET).
@@ -47,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     instances.register(commands)
     images.register(commands)
     pool.register(commands)
+    network.register(commands)
+    doctor.register(commands)
     return parser
 
 

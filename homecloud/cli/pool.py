@@ -6,14 +6,13 @@ import argparse
 from typing import Any
 
 from homecloud.cli.lazy import api, print_json, print_table
+from homecloud.cli.parsers import listing_command
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("pool", help="show the storage pool",
-                                 description="Show the storage pool: driver, path, size, "
-                                 "used and free space.")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(run=show_pool)
+    listing_command(commands, "pool", show_pool, help="show the storage pool",
+                    description="Show the storage pool: driver, path, size, used and free "
+                    "space.")
 
 
 def show_pool(args: argparse.Namespace) -> int:

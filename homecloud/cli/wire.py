@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 MAX_HEADER_LINE = 65536
 
@@ -19,11 +18,12 @@ class ProtocolError(Exception):
     pass
 
 
-@dataclass
 class Reply:
-    status: int
-    headers: dict[str, str]
-    _reader: _Reader
+    # A plain class: importing dataclasses (it imports inspect) costs `hc` ~10 ms at start-up.
+    def __init__(self, status: int, headers: dict[str, str], reader: _Reader) -> None:
+        self.status = status
+        self.headers = headers
+        self._reader = reader
 
     def read(self) -> bytes:
         """The whole body (Content-Length or chunked)."""
@@ -99,7 +99,10 @@ def send_request(sock: socket.socket, method: str, path: str, body: bytes | None
     if fds:
         # The descriptors travel with the first bytes of the request (SCM_RIGHTS).
         sent = socket.send_fds(sock, [data], list(fds))
-        sock.sendall(data[sent:])
+        if sent < len(data):
+            # Only the rest: an empty send to an agent that already answered and closed (a
+            # refused request) would fail with EPIPE and hide its answer.
+            sock.sendall(data[sent:])
     else:
         sock.sendall(data)
     reader = _Reader(sock)

@@ -11,6 +11,9 @@ Decisions (measured in the dev host, systemd 252, kernel 6.x, btrfs pool):
 - ``--link-journal=no``: the guest keeps its journal in its own dataset
   (``/var/log/journal/<machine-id>``), readable with ``journalctl --directory`` whether it runs
   or not; nothing appears in the host's /var/log/journal to clean up.
+- Networking: with a network, systemd starts nspawn inside the instance's own namespace
+  (homecloud/network/guest.py), so nspawn gets no network option and leaves /etc/resolv.conf
+  as written here (``--resolv-conf=off``); without one, ``--private-network`` (loopback only).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import errno
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from homecloud.errors import UserError
@@ -40,12 +44,24 @@ def machined_available() -> bool:
     return any(path.exists() for path in MACHINED)
 
 
+@dataclass(frozen=True)
+class GuestNetwork:
+    """What the guest is told about its network: its addresses (for /etc/hosts) and its
+    resolvers and search domain (for /etc/resolv.conf)."""
+
+    addresses: tuple[str, ...]
+    nameservers: tuple[str, ...]
+    search: str
+
+
 def nspawn_argv(spec: InstanceSpec, root: Path, machine_id: str, *,
-                register: bool = True) -> list[str]:
-    """The systemd-nspawn command line for ``spec`` booting from (or running in) ``root``."""
+                register: bool = True, networked: bool = False) -> list[str]:
+    """The systemd-nspawn command line for ``spec`` booting from (or running in) ``root``.
+    ``networked``: nspawn runs in the instance's network namespace (see the module notes)."""
+    network = ["--resolv-conf=off"] if networked else ["--private-network"]
     argv = [NSPAWN, "--quiet", "--keep-unit", f"--machine={spec.name}", f"--directory={root}",
             f"--uuid={machine_id}", "--private-users=pick", "--private-users-ownership=auto",
-            "--private-network", "--link-journal=no", f"--register={'yes' if register else 'no'}"]
+            *network, "--link-journal=no", f"--register={'yes' if register else 'no'}"]
     for key, value in spec.env.items():
         argv.append(f"--setenv={key}={value}")
     for bind in spec.binds:
@@ -63,8 +79,10 @@ def nspawn_argv(spec: InstanceSpec, root: Path, machine_id: str, *,
 
 # -- identity ------------------------------------------------------------------------------------
 
-def write_identity(root: Path, spec: InstanceSpec, machine_id: str) -> None:
-    """Write hostname, machine-id and /etc/hosts into a forked root file system.
+def write_identity(root: Path, spec: InstanceSpec, machine_id: str,
+                   network: GuestNetwork | None = None) -> None:
+    """Write hostname, machine-id, /etc/hosts and (with a network) /etc/resolv.conf into a
+    forked root file system.
 
     The tree belongs to the image, so its paths are never followed out of ``root``: a symlink
     in place of /etc/hostname is replaced, not written through.
@@ -78,16 +96,37 @@ def write_identity(root: Path, spec: InstanceSpec, machine_id: str) -> None:
                         "to be ready; run a command instead with `-- CMD`")
     write_file_in_root(root, "etc/hostname", f"{spec.name}\n")
     write_file_in_root(root, "etc/machine-id", f"{machine_id}\n", mode=0o444)
-    write_file_in_root(root, "etc/hosts", hosts_file(read_file_in_root(root, "etc/hosts"),
-                                                     spec.name))
+    current = read_file_in_root(root, "etc/hosts")
+    if network is None:
+        hosts = hosts_file(current, spec.name)
+    else:
+        fqdn = f"{spec.name}.{network.search}"
+        hosts = hosts_file(current, spec.name, network.addresses, fqdn)
+        write_file_in_root(root, "etc/resolv.conf", resolv_conf(network))
+    write_file_in_root(root, "etc/hosts", hosts)
 
 
-def hosts_file(current: str, name: str) -> str:
-    """``current`` with a ``127.0.1.1 name`` line (Debian's convention), replacing an old one."""
-    lines = [line for line in current.splitlines() if not line.startswith("127.0.1.1")]
+def hosts_file(current: str, name: str, addresses: tuple[str, ...] = (),
+               fqdn: str | None = None) -> str:
+    """``current`` naming the instance: its own addresses with its full name when it has a
+    network, else ``127.0.1.1 name`` (Debian's convention for a host without a fixed address).
+    Lines naming it from an earlier write are replaced."""
+    names = f"{fqdn}\t{name}" if fqdn else name
+    mine = {"127.0.1.1", *addresses}
+    lines = [line for line in current.splitlines() if (line.split() or [""])[0] not in mine]
     if not any(line.split()[:1] == ["127.0.0.1"] for line in lines):
         lines.insert(0, "127.0.0.1\tlocalhost")
-    lines.insert(1, f"127.0.1.1\t{name}")
+    for offset, address in enumerate(addresses or ("127.0.1.1",), 1):
+        lines.insert(offset, f"{address}\t{names}")
+    return "\n".join(lines) + "\n"
+
+
+def resolv_conf(network: GuestNetwork) -> str:
+    """The bridge's addresses as resolvers (homecloud's DNS, which forwards the rest), and the
+    host's zone to search, so `getent hosts web` finds web.<host>.<domain>."""
+    lines = ["# written by homecloud: its DNS server on the host bridge"]
+    lines += [f"nameserver {server}" for server in network.nameservers]
+    lines.append(f"search {network.search}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homecloud.agent.state import Store
-from homecloud.errors import Conflict, HomecloudError, NotFound
+from homecloud.dns import DNS_UNIT
+from homecloud.errors import Conflict, HomecloudError, NotFound, UserError
 from homecloud.images.catalog import ImageCatalog, image_dataset
 from homecloud.instances import container
+from homecloud.instances.network_steps import network_actions
 from homecloud.instances.servicesets import SEARCH_PATH, ActionRegistry, load_service_set
 from homecloud.instances.spec import HostLimits, InstanceSpec
 from homecloud.instances.steps import StepEvent
@@ -31,11 +33,18 @@ from homecloud.storage.base import StorageDriver
 from homecloud.systemd.bus import SystemBus
 from homecloud.systemd.transient import Systemd, UnitStatus, UnitSummary, nspawn_service
 
+if TYPE_CHECKING:
+    from homecloud.network.plan import InstanceAddresses
+    from homecloud.network.ports import PortMapping
+    from homecloud.network.service import NetworkService
+
 log = logging.getLogger(__name__)
 
 INSTANCE_PREFIX = "instances"
 SLICE = "hc.slice"
 UNIT_PATTERN = "hc-*.service"
+# homecloud's own units that match UNIT_PATTERN (instance names are reserved for them: spec.py).
+OWN_UNITS = frozenset({DNS_UNIT})
 Progress = Callable[[Any], None]
 
 
@@ -81,6 +90,9 @@ class InstanceInfo:
     memory_used: int | None = None
     cpu_seconds: float | None = None
     exit_status: int | None = None
+    ipv4: str | None = None
+    ipv6: str | None = None
+    ports: list[str] = field(default_factory=list)  # "8080:80/tcp"
 
 
 @dataclass
@@ -93,6 +105,15 @@ class CreateContext:
     root: Path
     progress: Progress | None = None
     stdio: tuple[int, int, int] | None = None  # command mode: the client's terminal
+    addresses: InstanceAddresses | None = None  # set by the lease step
+
+    @property
+    def instance_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ports(self) -> tuple[PortMapping, ...]:
+        return self.spec.ports
 
 
 @dataclass
@@ -103,6 +124,7 @@ class ReconcileReport:
     adopted: list[str] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)
     unknown_units: list[str] = field(default_factory=list)
+    network_leftovers: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -128,7 +150,7 @@ class InstanceManager:
                  bus: SystemBus | Systemd, *, slice: str = SLICE,
                  service_sets: Sequence[Path] = SEARCH_PATH, host: HostLimits | None = None,
                  stop_timeout: float = 30.0, start_timeout: float = 90.0,
-                 register: bool | None = None) -> None:
+                 register: bool | None = None, network: NetworkService | None = None) -> None:
         self.store = store
         self.pool = pool
         self.images = images
@@ -139,8 +161,10 @@ class InstanceManager:
         self.stop_timeout = stop_timeout
         self.start_timeout = start_timeout
         self.register = container.machined_available() if register is None else register
+        self.network = network
         self.actions: ActionRegistry[CreateContext] = ActionRegistry()
-        for name, factory in self._container_actions().items():
+        for name, factory in {**self._container_actions(),
+                              **network_actions(network)}.items():
             self.actions.register(name, factory)
 
     # -- creation ------------------------------------------------------------------------------
@@ -153,6 +177,7 @@ class InstanceManager:
         if self._row(spec.name) is not None:
             raise Conflict(f"instance {spec.name!r} already exists; pick another --name or "
                            f"remove it with `hc rm -f {spec.name}`")
+        self.check_network(spec)
         graph = self.actions.build(load_service_set(spec.kind, self.service_sets))
         dataset = instance_dataset(spec.name)
         ctx = CreateContext(spec=spec, machine_id=container.new_machine_id(), dataset=dataset,
@@ -161,6 +186,14 @@ class InstanceManager:
         report = crash_after_step(progress, os.environ.get(CRASH_AFTER_STEP_ENV))
         graph.run(ctx, progress=report)  # raises after undoing every step that completed
         return self.get(spec.name)
+
+    def check_network(self, spec: InstanceSpec) -> None:
+        """Refuse, before anything is made, a spec the network cannot take: the network is
+        not set up (its one-line reason), or a host port is taken or given twice."""
+        if self.network is not None:
+            self.network.check_ports(spec.name, spec.ports)
+        elif spec.ports:
+            raise UserError("-p needs networking, and this agent runs without it")
 
     def _container_actions(self) -> Mapping[str, Callable[[Mapping[str, Any]], Any]]:
         manager = self
@@ -182,7 +215,8 @@ class InstanceManager:
 
         class Identity:
             def do(self, ctx: CreateContext) -> None:
-                container.write_identity(ctx.root, ctx.spec, ctx.machine_id)
+                container.write_identity(ctx.root, ctx.spec, ctx.machine_id,
+                                         manager._guest_network(ctx.addresses))
 
             def undo(self, ctx: CreateContext) -> None:
                 """The dataset's own undo removes what was written."""
@@ -231,15 +265,29 @@ class InstanceManager:
     def _set_phase(self, name: str, phase: str) -> None:
         self.store.execute("UPDATE instances SET phase = ? WHERE name = ?", (phase, name))
 
+    def _guest_network(self, addresses: InstanceAddresses | None
+                       ) -> container.GuestNetwork | None:
+        if self.network is None or addresses is None:
+            return None
+        plan = self.network.plan
+        return container.GuestNetwork(
+            addresses=(str(addresses.ipv4), str(addresses.ipv6)),
+            nameservers=tuple(str(a) for a in plan.gateways), search=plan.names.origin)
+
     def _start_unit(self, spec: InstanceSpec, root: Path, machine_id: str,
                     timeout: float, stdio: tuple[int, int, int] | None = None) -> UnitStatus:
-        argv = container.nspawn_argv(spec, root, machine_id, register=self.register)
+        from homecloud.network.guest import instance_netns_path
+
+        networked = self.network is not None
+        argv = container.nspawn_argv(spec, root, machine_id, register=self.register,
+                                     networked=networked)
         what = "container" if spec.boot else "command container"
         svc = nspawn_service(container.unit_name(spec.name), argv,
                              description=f"homecloud {what} {spec.name}", slice=self.slice,
                              boot=spec.boot, cpus=spec.cpus, memory_max=spec.memory,
                              timeout_stop=self.stop_timeout, restart=spec.restart,
-                             stdio=stdio)
+                             stdio=stdio,
+                             netns_path=instance_netns_path(spec.name) if networked else None)
         return self.systemd.start_transient(svc, timeout=timeout, accept_exited=not spec.boot)
 
     # -- queries -------------------------------------------------------------------------------
@@ -254,7 +302,8 @@ class InstanceManager:
             raise NotFound(f"no instance named {name!r}; see `hc ls`")
         return row
 
-    def _info(self, row: sqlite3.Row, unit: UnitSummary | UnitStatus | None) -> InstanceInfo:
+    def _info(self, row: sqlite3.Row, unit: UnitSummary | UnitStatus | None,
+              addresses: InstanceAddresses | None) -> InstanceInfo:
         spec = InstanceSpec.from_json(json.loads(row["spec"]))
         status = unit if isinstance(unit, UnitStatus) else None
         running = (unit is not None and unit.active_state in ("active", "deactivating")
@@ -270,24 +319,35 @@ class InstanceManager:
             memory_used=status.memory if status else None,
             cpu_seconds=status.cpu_nsec / 1e9 if status and status.cpu_nsec is not None else None,
             exit_status=status.exec_main_status if status and not running else None,
+            ipv4=str(addresses.ipv4) if addresses else None,
+            ipv6=str(addresses.ipv6) if addresses else None,
+            ports=[str(p) for p in spec.ports],
         )
+
+    def _addresses(self) -> dict[str, InstanceAddresses]:
+        """Every instance's addresses, in one read."""
+        if self.network is None:
+            return {}
+        return {m.name: m.addresses for m in self.network.members()}
 
     def list(self, *, detail: bool = False) -> list[InstanceInfo]:
         """All instances with their live state: one D-Bus call for all units (``detail`` adds
         PID, start time and usage at two calls per running instance)."""
         rows = self.store.query("SELECT * FROM instances ORDER BY name")
         units = self.systemd.list_units((UNIT_PATTERN,))
+        addresses = self._addresses()
         out = []
         for row in rows:
             unit: UnitSummary | UnitStatus | None = units.get(container.unit_name(row["name"]))
             if detail and unit is not None:
                 unit = self.systemd.unit_status(unit.name)
-            out.append(self._info(row, unit))
+            out.append(self._info(row, unit, addresses.get(row["name"])))
         return out
 
     def get(self, name: str) -> InstanceInfo:
         row = self._require(name)
-        return self._info(row, self.systemd.unit_status(container.unit_name(name)))
+        addresses = self.network.addresses(name) if self.network is not None else None
+        return self._info(row, self.systemd.unit_status(container.unit_name(name)), addresses)
 
     def _spec(self, row: sqlite3.Row) -> InstanceSpec:
         return InstanceSpec.from_json(json.loads(row["spec"]))
@@ -300,6 +360,8 @@ class InstanceManager:
             return info
         unit = container.unit_name(name)
         self.systemd.discard(unit)  # a failed or exited unit keeps the name taken
+        if self.network is not None:
+            self.network.replumb(name)  # gone after a reboot: /run/netns is a tmpfs
         spec = self._spec(row)
         self._start_unit(spec, self.pool.path(instance_dataset(name)), row["machine_id"],
                          self.start_timeout)
@@ -320,12 +382,12 @@ class InstanceManager:
 
     def remove(self, name: str, force: bool = False) -> None:
         row = self._require(name)
-        unit = container.unit_name(name)
-        status = self.systemd.unit_status(unit)
-        busy = status is not None and status.active_state in (
-            "active", "activating", "deactivating") and status.sub_state != "exited"
-        if busy and not force:
-            raise Conflict(f"instance {name} is running; stop it first or use "
+        if not force:  # forced, it goes whatever its state: no need to ask systemd
+            status = self.systemd.unit_status(container.unit_name(name))
+            busy = status is not None and status.active_state in (
+                "active", "activating", "deactivating") and status.sub_state != "exited"
+            if busy:
+                raise Conflict(f"instance {name} is running; stop it first or use "
                                f"`hc rm -f {name}`")
         if row["phase"] != "removing":
             self._set_phase(name, "removing")  # a crash from here on is finished by reconcile
@@ -333,14 +395,18 @@ class InstanceManager:
 
     def _remove_parts(self, name: str) -> None:
         self.systemd.discard(container.unit_name(name))
+        if self.network is not None:
+            self.network.detach(name)
         self.pool.destroy(instance_dataset(name))
         self.store.execute("DELETE FROM instances WHERE name = ?", (name,))
 
     def wait_finished(self, name: str) -> InstanceInfo:
         """Wait for a command-mode instance's command to end; its exit status is in the info."""
-        self._require(name)
-        self.systemd.wait_finished(container.unit_name(name))
-        return self.get(name)
+        row = self._require(name)
+        status = self.systemd.wait_finished(container.unit_name(name))
+        # That status is fresh: describe the instance with it rather than asking systemd again.
+        addresses = self.network.addresses(name) if self.network is not None else None
+        return self._info(row, status if status.load_state != "not-found" else None, addresses)
 
     def leader_pid(self, name: str) -> int:
         """The container's PID 1 as seen on the host (for `hc exec` / `hc shell`)."""
@@ -374,10 +440,16 @@ class InstanceManager:
                 report.removed_datasets.append(name)
             except HomecloudError as exc:
                 report.errors.append(f"{name}: {exc}")
-        for unit in sorted(units):
+        for unit in sorted(set(units) - OWN_UNITS):
             name = unit[len("hc-"):-len(".service")]
             if name not in rows:
                 report.unknown_units.append(unit)
+        if self.network is not None:
+            kept = {r["name"] for r in self.store.query("SELECT name FROM instances")}
+            try:
+                report.network_leftovers = self.network.cleanup(kept)
+            except HomecloudError as exc:
+                report.errors.append(f"network: {exc}")
         for what, items in vars(report).items():
             if items:
                 log.info("reconcile instances: %s: %s", what.replace("_", " "), ", ".join(items))

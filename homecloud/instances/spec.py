@@ -8,14 +8,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from homecloud.dns import DNS_UNIT
 from homecloud.errors import UserError
 from homecloud.names import validate_instance_name, validate_name
+from homecloud.network.ports import PortMapping, check_unique, parse_port_mapping
 from homecloud.sizes import format_size, parse_size
 
 KINDS = ("container",)
 RESTART_POLICIES = ("no", "always")
 MIN_MEMORY = 32 << 20
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Instance NAME runs as hc-NAME.service: these names belong to homecloud's own units.
+RESERVED_NAMES = {"dns": f"homecloud's DNS server runs as {DNS_UNIT}"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class InstanceSpec:
     command: list[str] | None = None  # command mode: run this instead of booting
     restart: str = "no"
     boot: bool = True
+    ports: tuple[PortMapping, ...] = ()  # published: `-p HOST:GUEST[/udp]`
 
     def __post_init__(self) -> None:
         # Command mode means no boot, whatever the caller said.
@@ -74,12 +79,16 @@ class InstanceSpec:
     def from_json(cls, data: dict[str, Any]) -> InstanceSpec:
         data = dict(data)
         data["binds"] = [Bind(**b) for b in data.get("binds", [])]
+        data["ports"] = tuple(PortMapping.from_json(p) for p in data.get("ports", []))
         return cls(**data)
 
     def validate(self, host: HostLimits | None = None) -> InstanceSpec:
         """Raise a one-line UserError for the first thing wrong; return self when all is well."""
         host = host or HostLimits.probe()
         validate_instance_name(self.name)
+        if self.name in RESERVED_NAMES:
+            raise UserError(f"instance name {self.name!r} is reserved ("
+                            f"{RESERVED_NAMES[self.name]}); choose another")
         validate_name(self.image, "image name")
         if self.kind not in KINDS:
             raise UserError(f"instance kind {self.kind!r} is not supported (use: "
@@ -104,18 +113,13 @@ class InstanceSpec:
             targets.add(bind.target)
         if self.command is not None and not self.command:
             raise UserError("the command after `--` is empty")
+        check_unique(self.ports)
         return self
 
 
-def parse_env(items: list[str]) -> dict[str, str]:
-    """``K=V`` strings as typed after ``--env``."""
-    env: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--env {item!r} is invalid: use KEY=VALUE")
-        env[key] = value
-    return env
+def parse_ports(items: list[str]) -> tuple[PortMapping, ...]:
+    """``HOST:GUEST[/udp]`` strings as typed after ``-p``."""
+    return tuple(parse_port_mapping(item) for item in items)
 
 
 def parse_memory(text: str | int) -> int:

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_checks import POOL, assert_nothing_left, copy_image, hc_fails, wait_for
 
 from homecloud import devhost as devhosts
 from homecloud.devhost import DevHost
 
 pytestmark = pytest.mark.system
 
-POOL = "/var/lib/homecloud/pool"
 STATE_DB = "/var/lib/homecloud/state.db"
 CRASH_DROPIN = "/run/systemd/system/hcd.service.d/crash.conf"
 SCALE_RESULTS = Path("/tmp/results-scale.md")
@@ -58,37 +58,12 @@ class HostState:
 def host_state(host: DevHost) -> HostState:
     units = host.run("systemctl", "list-units", "--all", "--plain", "--no-legend",
                      "hc-*").stdout.split("\n")
+    # homecloud's own DNS server matches hc-* too; it is not an instance.
+    units = [u for u in units if u.split()[:1] != ["hc-dns.service"]]
     datasets = host.run("sh", "-c", f"ls {POOL}/instances 2>/dev/null || true").stdout.split()
     listed = {i["name"] for i in host.hc("ls", json=True)}
     return HostState(frozenset(u.split()[0] for u in units if u.strip()), frozenset(datasets),
                      frozenset(listed))
-
-
-def leftovers(host: DevHost, name: str) -> dict[str, bool]:
-    load = host.run("systemctl", "show", "-p", "LoadState", "--value",
-                    f"hc-{name}.service").stdout.strip()
-    return {
-        "unit": load != "not-found",
-        "dataset": host.run("test", "-e", f"{POOL}/instances/{name}", check=False).returncode == 0,
-        "listed": name in {i["name"] for i in host.hc("ls", json=True)},
-    }
-
-
-def assert_nothing_left(host: DevHost, name: str) -> None:
-    assert leftovers(host, name) == {"unit": False, "dataset": False, "listed": False}
-
-
-def hc_fails(host: DevHost, *args: str, message: str, code: int = 1) -> str:
-    """Run `hc ARGS`, expect exit ``code`` and ``message`` in its one-line error; return it."""
-    result = host.hc(*args, check=False)
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    # The error is the line starting "hc: " (or "hc CMD: error:" from usage errors), after any
-    # progress lines; only a failed start adds the guest's last log lines below it.
-    start = re.search(r"^hc( [a-z]+)?: ", result.stderr, re.MULTILINE)
-    assert start, result.stderr
-    error = result.stderr[start.start():]
-    assert message in error, result.stderr
-    return error
 
 
 def unit_active(host: DevHost, name: str) -> str:
@@ -98,17 +73,6 @@ def unit_active(host: DevHost, name: str) -> str:
 def instance(host: DevHost, name: str) -> dict[str, Any]:
     listing = {i["name"]: i for i in host.hc("ls", json=True)}
     return listing[name]
-
-
-def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def run_in_pty(host: DevHost, argv: list[str], keys: str, ready: str,
@@ -259,6 +223,19 @@ def test_command_output_and_exit_status(devhost: DevHost, busybox: str,
     assert info["command"] == ["sh", "-c", "echo hi; exit 3"]
     devhost.hc("rm", "hi")  # the command has ended: no -f needed
     assert_nothing_left(devhost, "hi")
+
+
+def test_a_successful_command_releases_the_callers_pipes(devhost: DevHost, busybox: str,
+                                                         names: list[str]) -> None:
+    # hc's stdout here is a pipe: hc must return once the command ends, not when the unit goes.
+    names.append("piped")
+    result = devhost.run("hc", "run", busybox, "--name", "piped", "--", "echo", "fine",
+                         timeout=60)
+    assert (result.returncode, result.stdout) == (0, "fine\n"), result.stderr
+    info = devhost.hc("inspect", "piped", json=True)
+    assert info["state"] in ("stopped", "exited") and info["exit_status"] in (0, None)
+    devhost.hc("rm", "piped")
+    assert_nothing_left(devhost, "piped")
 
 
 def test_rm_removes_after_the_command(devhost: DevHost, busybox: str) -> None:
@@ -420,20 +397,8 @@ def host(private_devhost: DevHost) -> DevHost:
 
 @pytest.fixture(scope="module")
 def host_debian(host: DevHost, devhost: DevHost, debian_image: str) -> str:
-    """The session's Debian image, copied into ``host`` by btrfs send | receive (seconds, where
-    a second debootstrap would take a minute) and adopted by the agent's reconcile pass."""
-    send = subprocess.Popen(devhost.command(["btrfs", "send", "-q",
-                                             f"{POOL}/images/{debian_image}"]),
-                            stdout=subprocess.PIPE, env=devhost.environment())
-    receive = subprocess.run(host.command(["btrfs", "receive", "-q", f"{POOL}/images"]),
-                             stdin=send.stdout, capture_output=True, text=True,
-                             env=host.environment(), check=False)
-    assert send.stdout is not None
-    send.stdout.close()
-    assert send.wait() == 0 and receive.returncode == 0, receive.stderr
-    host.run("systemctl", "restart", "hcd.service")
-    images = {i["name"]: i for i in host.hc("image", "ls", json=True)}
-    assert images[debian_image]["source"] == "adopted"
+    """The session's Debian image, copied into ``host`` (see cli_checks.copy_image)."""
+    copy_image(devhost, host, debian_image)
     return debian_image
 
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from ipaddress import IPv4Interface, IPv6Interface, ip_network
 
 import pytest
-from netns import ip, link_pair, namespaces, probe, probe_server, python_in, require_netns
+from netns import (
+    PREFIX,
+    ip,
+    link_pair,
+    namespaces,
+    probe,
+    probe_server,
+    python_in,
+    require_netns,
+    run_in,
+)
 
 from homecloud.errors import HostError
 from homecloud.network.addresses import bridge_mac, choose_subnet4, overlapping_route
@@ -18,6 +30,14 @@ from homecloud.network.links import (
     ensure_bridge,
     ensure_veth,
     link_exists,
+)
+from homecloud.network.namespaces import (
+    PROC_SYS,
+    create_netns,
+    delete_netns,
+    in_netns,
+    list_netns,
+    netns_exists,
 )
 from homecloud.network.routes import read_routes
 
@@ -178,3 +198,71 @@ def test_sysctls_apply_to_the_namespace_they_run_in() -> None:
             value = subprocess.run(["ip", "netns", "exec", host, "sysctl", "-n", key],
                                    capture_output=True, text=True, check=True).stdout.strip()
             assert value == "1", key
+
+
+def test_named_namespaces_are_made_joined_and_removed() -> None:
+    name = f"{PREFIX}{os.getpid()}-named"
+    sysctl = "net/ipv4/ip_unprivileged_port_start"
+    ours = (PROC_SYS / sysctl).read_text()
+    try:
+        assert create_netns(name, sysctls={sysctl: "0"})
+        assert not create_netns(name)  # there already
+        assert netns_exists(name) and name in list_netns(PREFIX)
+        assert name in ip("netns", "list")
+        # Set in the new namespace only; what runs in it sees it.
+        assert in_netns(name, lambda: (PROC_SYS / sysctl).read_text().strip()) == "0"
+        assert (PROC_SYS / sysctl).read_text() == ours
+        assert ip("-n", name, "-br", "link").split()[0] == "lo"
+    finally:
+        assert delete_netns(name)
+    assert not netns_exists(name) and not delete_netns(name)
+    assert name not in ip("netns", "list")
+
+
+PLUMB_CODE = """
+import json, os, subprocess
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from homecloud.network.guest import plumb_instance, unplumb_instance
+from homecloud.network.ifnames import veth_host_name
+from homecloud.network.links import ensure_bridge, link_names
+from homecloud.network.plan import Names, NetworkPlan
+plan = NetworkPlan("hc0", IPv4Network("10.77.0.0/24"), IPv6Network("fd77::/64"),
+                   Names("alpha", "home.arpa"))
+name = os.environ["INSTANCE"]
+ensure_bridge("hc0", plan.bridge_interfaces)
+addresses = plan.addresses(name, IPv4Address("10.77.0.9"))
+plumb_instance(plan, name, addresses)
+plumb_instance(plan, name, addresses)  # again: nothing changes
+def ip(*argv):
+    return json.loads(subprocess.run(["ip", "-j", *argv], check=True, capture_output=True,
+                                     text=True).stdout)
+eth0 = ip("-n", "hc-" + name, "addr", "show", "eth0")[0]
+routes = ip("-n", "hc-" + name, "route", "show", "default")
+routes6 = ip("-n", "hc-" + name, "-6", "route", "show", "default")
+port = ip("-d", "link", "show", veth_host_name(name))[0]
+unplumb_instance(name)
+print(json.dumps({
+    "addresses": sorted(a["local"] for a in eth0["addr_info"] if a["scope"] == "global"),
+    "expected": sorted([str(addresses.ipv4), str(addresses.ipv6)]),
+    "up": "UP" in eth0["flags"], "gateways": [r["gateway"] for r in routes + routes6],
+    "master": port["master"], "hairpin": port["linkinfo"]["info_slave_data"]["hairpin"],
+    "left": [n for n in link_names() if n.startswith(("hcv", "hcp"))],
+    "netns": os.path.exists("/run/netns/hc-" + name),
+}))
+"""
+
+
+def test_an_instance_is_plumbed_into_its_namespace_and_unplumbed() -> None:
+    instance = f"plumb{os.getpid()}"
+    with namespaces("host") as (host,):
+        try:
+            result = run_in(host, "env", f"INSTANCE={instance}", sys.executable, "-c",
+                            PLUMB_CODE)
+        finally:
+            subprocess.run(["ip", "netns", "delete", f"hc-{instance}"], capture_output=True,
+                           check=False)
+    seen = json.loads(result.stdout)
+    assert seen["addresses"] == seen["expected"] and seen["up"]
+    assert seen["gateways"] == ["10.77.0.1", "fd77::1"]
+    assert (seen["master"], seen["hairpin"]) == ("hc0", True)
+    assert seen["left"] == [] and seen["netns"] is False

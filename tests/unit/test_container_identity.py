@@ -9,10 +9,12 @@ import pytest
 
 from homecloud.errors import UserError
 from homecloud.instances.container import (
+    GuestNetwork,
     boots_systemd,
     hosts_file,
     nspawn_argv,
     read_file_in_root,
+    resolv_conf,
     write_file_in_root,
     write_identity,
 )
@@ -39,6 +41,34 @@ def test_command_argv_ends_with_the_command() -> None:
                        "0" * 32, register=False)
     assert argv[-4:] == ["--", "sh", "-c", "echo hi"]
     assert "--boot" not in argv and "--as-pid2" in argv and "--register=no" in argv
+
+
+def test_networked_argv_leaves_the_network_to_systemd() -> None:
+    argv = nspawn_argv(InstanceSpec("web", "debian"), ROOT, "ab" * 16, networked=True)
+    assert "--private-network" not in argv and "--resolv-conf=off" in argv
+    assert not any(arg.startswith(("--network", "--port")) for arg in argv)
+
+
+NETWORK = GuestNetwork(addresses=("10.9.8.2", "fd00::2"), nameservers=("10.9.8.1", "fd00::1"),
+                       search="alpha.home.arpa")
+
+
+def test_resolv_conf_and_hosts_with_a_network() -> None:
+    assert resolv_conf(NETWORK).splitlines()[1:] == [
+        "nameserver 10.9.8.1", "nameserver fd00::1", "search alpha.home.arpa"]
+    old = "127.0.0.1\tlocalhost\n127.0.1.1\tweb\n10.9.8.2\told.name\n::1\tlocalhost\n"
+    assert hosts_file(old, "web", NETWORK.addresses, "web.alpha.home.arpa") == (
+        "127.0.0.1\tlocalhost\n10.9.8.2\tweb.alpha.home.arpa\tweb\n"
+        "fd00::2\tweb.alpha.home.arpa\tweb\n::1\tlocalhost\n")
+
+
+def test_identity_with_a_network(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    (root / "etc/resolv.conf").symlink_to("/run/systemd/resolve/stub-resolv.conf")
+    write_identity(root, InstanceSpec("web", "debian"), "c" * 32, NETWORK)
+    assert not (root / "etc/resolv.conf").is_symlink()  # replaced, never followed
+    assert "search alpha.home.arpa" in (root / "etc/resolv.conf").read_text()
+    assert "10.9.8.2\tweb.alpha.home.arpa\tweb" in (root / "etc/hosts").read_text()
 
 
 def test_hosts_file() -> None:

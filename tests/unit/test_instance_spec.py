@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from homecloud.cli.instances import parse_env
 from homecloud.errors import UserError
-from homecloud.instances.spec import Bind, HostLimits, InstanceSpec, parse_env, parse_memory
+from homecloud.instances.spec import Bind, HostLimits, InstanceSpec, parse_memory
 
 HOST = HostLimits(cpus=2, memory=4 << 30)
 
@@ -21,6 +22,18 @@ def test_good_spec_round_trips(tmp_path: Path) -> None:
                 binds=[Bind(str(tmp_path), "/data", True)])
     assert good.validate(HOST) is good
     assert InstanceSpec.from_json(good.to_json()) == good
+
+
+def test_ports_round_trip_and_are_parsed() -> None:
+    from homecloud.instances.spec import parse_ports
+    from homecloud.network.ports import PortMapping
+
+    ports = parse_ports(["8080:80", "53:53/udp"])
+    assert ports == (PortMapping(8080, 80), PortMapping(53, 53, "udp"))
+    good = spec(ports=ports)
+    assert InstanceSpec.from_json(good.to_json()) == good
+    old_row = {k: v for k, v in spec().to_json().items() if k != "ports"}
+    assert InstanceSpec.from_json(old_row).ports == ()  # rows from before networking
 
 
 def test_command_mode_never_boots() -> None:
@@ -52,6 +65,8 @@ def test_command_mode_never_boots() -> None:
     ({"restart": "sometimes"}, "--restart 'sometimes' is invalid"),
     ({"kind": "vm"}, "kind 'vm' is not supported"),
     ({"command": []}, "the command after `--` is empty"),
+    ({"name": "dns"}, "instance name 'dns' is reserved \\(homecloud's DNS server runs as "
+                      "hc-dns.service\\); choose another"),
 ])
 def test_bad_input(kw: dict[str, object], message: str) -> None:
     with pytest.raises(UserError, match=message) as info:

@@ -65,11 +65,29 @@ def test_config_defaults_and_overrides():
     assert config.pool.size == 8 << 30 and str(config.pool.path) == "/srv/pool"
 
 
+def test_network_config() -> None:
+    from homecloud.config import ChildHostConfig, NetworkConfig
+
+    assert parse_config(None).network == NetworkConfig(bridge="hc0", subnet4=None,
+                                                       domain="home.arpa", host_name=None)
+    config = parse_config({"network": {"bridge": "br-hc", "subnet4": "10.42.0.0/24",
+                                       "host-name": "alpha", "children": [
+                                           {"name": "beta", "addresses": "192.168.1.20"},
+                                           {"name": "gamma", "addresses": ["fd00::7"]}]}})
+    assert config.network.bridge == "br-hc" and config.network.host_name == "alpha"
+    assert config.network.children == (ChildHostConfig("beta", ("192.168.1.20",)),
+                                       ChildHostConfig("gamma", ("fd00::7",)))
+
+
 @pytest.mark.parametrize("data,message", [
     ({"pool": {"driver": "lvm"}}, "not one of"),
     ({"pool": {"colour": 1}}, "unknown setting"),
     ({"pool": "x"}, "must be a mapping"),
     ({"nonsense": 1}, "unknown setting"),
+    ({"network": {"uplink": "eth0"}}, "network: unknown setting 'uplink'"),
+    ({"network": {"children": {"beta": 1}}}, "children: expected a list of"),
+    ({"network": {"children": [{"name": "beta"}]}}, "entry 1 must have exactly 'name' and"),
+    ({"network": {"children": [{"name": "b", "addresses": []}]}}, "entry 1 needs at least one"),
 ])
 def test_bad_config_is_refused(data, message):
     with pytest.raises(UserError, match=message):

@@ -91,7 +91,16 @@ def test_load_prefers_earlier_directories(tmp_path: Path) -> None:
         load_service_set("broken", [mine])
 
 
-def test_shipped_container_set_is_a_chain_from_record_to_ready() -> None:
+def test_shipped_container_set_runs_dataset_and_network_together() -> None:
     sset = load_service_set("container", [SHIPPED_DIR])
-    assert [s.action for s in sset.steps] == ["record-instance", "fork-dataset",
-                                              "write-identity", "start-unit", "mark-ready"]
+    after = {s.id: set(s.after) for s in sset.steps}
+    assert [s.action for s in sset.steps] == [
+        "record-instance", "fork-dataset", "lease-address", "make-netns", "publish-name",
+        "apply-firewall", "write-identity", "start-unit", "mark-ready"]
+    # The dataset and the address are made at once; the namespace, the DNS name and the rules
+    # at once after the address; the unit only when all are in place.
+    assert after["dataset"] == after["lease"] == {"record"}
+    assert after["netns"] == after["dns"] == after["firewall"] == {"lease"}
+    assert after["identity"] == {"dataset", "lease"}
+    assert after["unit"] == {"identity", "netns", "dns", "firewall"}
+    assert after["ready"] == {"unit"}

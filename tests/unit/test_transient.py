@@ -67,6 +67,12 @@ def test_environment_and_extra_properties() -> None:
     assert "CPUAccounting" not in p
 
 
+def test_a_networked_container_runs_in_its_namespace() -> None:
+    assert props(boot_service(netns_path="/run/netns/hc-web"))["NetworkNamespacePath"] == (
+        "s", "/run/netns/hc-web")
+    assert "NetworkNamespacePath" not in props(boot_service())
+
+
 def test_empty_argv_is_refused() -> None:
     with pytest.raises(ValueError, match="empty command"):
         render_properties(TransientService("x.service", []))

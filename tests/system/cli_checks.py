@@ -1,0 +1,73 @@
+"""Checks shared by the system tests that drive `hc` in a dev host: a command's one-line error,
+nothing left behind by a failed or removed instance, and copying an image between dev hosts."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+from homecloud.devhost import DevHost
+
+POOL = "/var/lib/homecloud/pool"
+
+
+def leftovers(host: DevHost, name: str) -> dict[str, bool]:
+    load = host.run("systemctl", "show", "-p", "LoadState", "--value",
+                    f"hc-{name}.service").stdout.strip()
+    return {
+        "unit": load != "not-found",
+        "dataset": host.run("test", "-e", f"{POOL}/instances/{name}", check=False).returncode == 0,
+        "listed": name in {i["name"] for i in host.hc("ls", json=True)},
+    }
+
+
+def assert_nothing_left(host: DevHost, name: str) -> None:
+    assert leftovers(host, name) == {"unit": False, "dataset": False, "listed": False}
+
+
+def hc_fails(host: DevHost, *args: str, message: str, code: int = 1) -> str:
+    """Run `hc ARGS`, expect exit ``code`` and ``message`` in its one-line error; return it."""
+    result = host.hc(*args, check=False)
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    # The error is the line starting "hc: " (or "hc CMD: error:" from usage errors), after any
+    # progress lines; only a failed start adds the guest's last log lines below it.
+    start = re.search(r"^hc( [a-z]+)?: ", result.stderr, re.MULTILINE)
+    assert start, result.stderr
+    error = result.stderr[start.start():]
+    assert message in error, result.stderr
+    return error
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll ``check`` until it returns something true (returned); AssertionError after
+    ``timeout`` seconds naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def copy_image(source: DevHost, target: DevHost, image: str) -> None:
+    """Copy ``image`` from ``source``'s pool into ``target``'s by btrfs send | receive (seconds,
+    where a second debootstrap would take a minute); the agent's reconcile pass adopts it."""
+    if any(i["name"] == image for i in target.hc("image", "ls", json=True)):
+        return
+    target.run("mkdir", "-p", f"{POOL}/images")  # a group of datasets: a plain directory
+    send = subprocess.Popen(source.command(["btrfs", "send", "-q", f"{POOL}/images/{image}"]),
+                            stdout=subprocess.PIPE, env=source.environment())
+    receive = subprocess.run(target.command(["btrfs", "receive", "-q", f"{POOL}/images"]),
+                             stdin=send.stdout, capture_output=True, text=True,
+                             env=target.environment(), check=False)
+    assert send.stdout is not None
+    send.stdout.close()
+    assert send.wait() == 0 and receive.returncode == 0, receive.stderr
+    target.run("systemctl", "restart", "hcd.service")
+    images = {i["name"]: i for i in target.hc("image", "ls", json=True)}
+    assert images[image]["source"] == "adopted"
