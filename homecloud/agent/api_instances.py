@@ -6,7 +6,6 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import quote
 
 from homecloud.agent.app import Agent
 from homecloud.agent.fields import body_field, query_flag, query_int
@@ -161,6 +160,3 @@ def _stream_lines(argv: list[str]) -> Iterator[dict[str, Any]]:
         proc.wait()
     yield {"result": {"exit_status": proc.returncode}}
 
-
-def instance_path(name: str) -> str:
-    return f"/v1/instances/{quote(name, safe='')}"

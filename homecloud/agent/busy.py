@@ -27,7 +27,3 @@ class BusyNames:
         finally:
             with self._lock:
                 del self._busy[name]
-
-    def is_busy(self, name: str) -> bool:
-        with self._lock:
-            return name in self._busy

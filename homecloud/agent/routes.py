@@ -34,14 +34,14 @@ class Response:
     status: int = 200
 
 
-# A long operation yields progress events (dicts) and returns its result; the server streams the
-# events as NDJSON lines ({"progress": ...}) and ends with {"result": ...} or {"error": ...}.
-Stream = Iterator[dict[str, JSON]]
 Handler = Callable[[Request], "Response | StreamResponse"]
 
 
 @dataclass(frozen=True)
 class StreamResponse:
+    """A long operation's events (dicts): the server streams them as NDJSON lines
+    ({"progress": ...}) ending with {"result": ...} or {"error": ...}."""
+
     events: Iterator[dict[str, JSON]]
 
 

@@ -15,7 +15,6 @@ import os
 import socket
 import socketserver
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -165,7 +164,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                                            request.query, request.body, peer,
                                            tuple(self.passed_fds)))
         except HomecloudError as exc:
-            self._drain_body_on_error()
+            # An unread body would be taken for the next request on a kept-alive connection.
+            self.close_connection = True
             self._send_json(exc.http_status, exc.to_json())
             return
         except Exception as exc:  # a bug: say so, keep serving
@@ -177,10 +177,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send_stream(result)
         else:
             self._send_json(result.status, result.body)
-
-    def _drain_body_on_error(self) -> None:
-        # An unread body would be taken for the next request on a kept-alive connection.
-        self.close_connection = True
 
     def _read_request(self, peer: PeerCredentials) -> Request:
         url = urlsplit(self.path)
@@ -224,7 +220,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        write_chunk: Callable[[bytes], None] = self._write_chunk
+        write_chunk = self._write_chunk
         try:
             try:
                 for event in result.events:
