@@ -278,7 +278,11 @@ class InstanceManager:
                     timeout: float, stdio: tuple[int, int, int] | None = None) -> UnitStatus:
         from homecloud.network.guest import instance_netns_path
 
-        networked = self.network is not None
+        # Its own namespace when it has one (made by the netns step, or again by replumb after
+        # a reboot); an instance with no address (made before networking was set up) keeps the
+        # private network it was created with instead of failing on a missing namespace.
+        netns = instance_netns_path(spec.name)
+        networked = self.network is not None and os.path.exists(netns)
         argv = container.nspawn_argv(spec, root, machine_id, register=self.register,
                                      networked=networked)
         what = "container" if spec.boot else "command container"
@@ -287,7 +291,7 @@ class InstanceManager:
                              boot=spec.boot, cpus=spec.cpus, memory_max=spec.memory,
                              timeout_stop=self.stop_timeout, restart=spec.restart,
                              stdio=stdio,
-                             netns_path=instance_netns_path(spec.name) if networked else None)
+                             netns_path=netns if networked else None)
         return self.systemd.start_transient(svc, timeout=timeout, accept_exited=not spec.boot)
 
     # -- queries -------------------------------------------------------------------------------
