@@ -12,12 +12,17 @@ images exist, then measures, interleaved so both sides share the same conditions
     parallel 20 booted `hc run debian` at once vs the same 20 one after another, and 20 by
              hand at once (what the machine itself allows)
 
+With ``--mode network`` it measures instead what networking costs a booted container:
+`hc run debian --name N` (lease, namespace and veth, DNS name) interleaved with
+`hc run debian --network none --name N` (loopback only), the p50 difference against the 50 ms
+target. The dev host must have a network of its own (the default for a booted one).
+
 Only the start is timed; removal between repetitions is not. Every command runs in the dev host
 through the same `nsenter` launcher, so both sides pay the same launch cost (shown as its own
 row, with the CLI's start-up). Needs root. Not a test: run it on purpose.
 
-    /opt/homecloud/venv/bin/python bench/run_bench.py [--reps 20] [--parallel 20]
-        [--devhost NAME] [--keep] [--json]
+    /opt/homecloud/venv/bin/python bench/run_bench.py [--mode containers|network]
+        [--reps 20] [--parallel 20] [--devhost NAME] [--keep] [--json]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import math
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,7 +50,7 @@ from benchhost import bench_devhost, log
 from timing import interleaved, p50_p95_ms
 
 from homecloud import devhost as devhosts
-from homecloud.errors import HomecloudError
+from homecloud.errors import HomecloudError, HostError
 from homecloud.instances.container import nspawn_argv
 from homecloud.instances.manager import SLICE
 from homecloud.instances.spec import InstanceSpec
@@ -59,6 +65,7 @@ WARMUP = 2
 UNIT_PROPERTIES = ("Delegate=yes", "KillMode=mixed", "NotifyAccess=all")
 BOOT_TARGET_RATIO = 1.25
 COMMAND_TARGET_MS = 150.0
+NETWORK_TARGET_MS = 50.0  # what networking may add to p50 of a booted `hc run`
 
 
 @dataclass(frozen=True)
@@ -190,12 +197,16 @@ def clean_leftovers(guest: Guest) -> None:
 
 # -- measurements --------------------------------------------------------------------------------
 
+def hc_boot(guest: Guest, name: str, failures: list[str], *options: str) -> float:
+    """Seconds `hc run debian --name NAME OPTIONS` took (until READY); removed, untimed."""
+    elapsed = guest.timed(guest.hc_run("debian", "--name", name, *options), failures)
+    guest.run([*guest.hc, "rm", "-f", name], check=False)
+    return elapsed
+
+
 def measure_boot(guest: Guest, reps: int, failures: list[str]) -> dict[str, list[float]]:
     def hc(i: int) -> float:
-        name = f"bench-boot-{i}"
-        elapsed = guest.timed(guest.hc_run("debian", "--name", name), failures)
-        guest.run([*guest.hc, "rm", "-f", name], check=False)
-        return elapsed
+        return hc_boot(guest, f"bench-boot-{i}", failures)
 
     def by_hand(i: int) -> float:
         name = f"hbboot{i}"
@@ -222,6 +233,22 @@ def measure_command(guest: Guest, reps: int, failures: list[str]) -> dict[str, l
 
     return interleaved(reps, {"hc_rm": hc_rm, "hc_no_rm": hc_keep, "by_hand": by_hand},
                        WARMUP)
+
+
+def measure_network(guest: Guest, reps: int, failures: list[str]) -> dict[str, list[float]]:
+    """Booted containers with networking and with `--network none`, interleaved."""
+    return interleaved(reps, {
+        "networked": lambda i: hc_boot(guest, f"bench-net-{i}", failures),
+        "none": lambda i: hc_boot(guest, f"bench-nonet-{i}", failures, "--network", "none"),
+    }, WARMUP)
+
+
+def require_network(guest: Guest) -> None:
+    """Without a network in the dev host both sides would run without one."""
+    info = json.loads(guest.run([*guest.hc, "network", "ls", "--json"]).stdout)
+    if info.get("error"):
+        raise HostError(f"the dev host's agent has no network ({info['error']}): the network "
+                        "benchmark needs one")
 
 
 def measure_floor(guest: Guest, reps: int) -> dict[str, list[float]]:
@@ -316,7 +343,52 @@ def run(guest: Guest, reps: int, parallel: int) -> dict[str, Any]:
     }
 
 
+def run_network(guest: Guest, reps: int) -> dict[str, Any]:
+    require_network(guest)
+    failures: list[str] = []
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    log(f"booted containers: with networking vs --network none, {reps} repetitions")
+    samples = measure_network(guest, reps, failures)
+    figures = {way: summary(s) for way, s in samples.items()}
+    diff = round(figures["networked"]["p50_ms"] - figures["none"]["p50_ms"], 1)
+    # The two of one repetition ran back to back: their difference shares the load of the
+    # moment, so its median drifts less with a noisy machine than the difference of medians.
+    paired = [a - b for a, b in zip(samples["networked"], samples["none"], strict=True)
+              if not (math.isnan(a) or math.isnan(b))]
+    return {
+        "mode": "network",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "repetitions": reps,
+        "load_average_before": load_before,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "network": {**figures, "p50_diff_ms": diff,
+                    "paired_diff_p50_ms": round(statistics.median(paired) * 1e3, 1)
+                    if paired else math.nan,
+                    "target_ms": NETWORK_TARGET_MS, "met": diff <= NETWORK_TARGET_MS},
+        "failures": failures,
+    }
+
+
 # -- output ---------------------------------------------------------------------------------------
+
+def print_network_table(result: dict[str, Any]) -> None:
+    net = result["network"]
+    print(f"hc run networking benchmark in dev host {result['devhost']}, {result['date']}, "
+          f"{result['repetitions']} repetitions each (load average before "
+          f"{' '.join(map(str, result['load_average_before']))}, after "
+          f"{' '.join(map(str, result['load_average']))})")
+    print(f"  {'':<48} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, way in (("hc run debian --name N", "networked"),
+                       ("hc run debian --network none --name N", "none")):
+        failed = f"  ({net[way]['failed']} failed)" if net[way].get("failed") else ""
+        print(f"  {label:<48} {net[way]['p50_ms']:>8.1f} {net[way]['p95_ms']:>8.1f}{failed}")
+    print(f"  {'networking adds (p50 difference)':<48} {net['p50_diff_ms']:>8.1f}  "
+          f"target <= {net['target_ms']:.0f} ms: {'met' if net['met'] else 'MISSED'}")
+    print(f"  {'median of the per-repetition differences':<48} "
+          f"{net['paired_diff_p50_ms']:>8.1f}")
+    for failure in result["failures"]:
+        print(f"FAILED: {failure}")
+
 
 def print_table(result: dict[str, Any]) -> None:
     def row(label: str, figures: dict[str, float], note: str = "") -> None:
@@ -370,6 +442,9 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("containers", "network"), default="containers",
+                        help="containers: hc vs by hand, command mode, at once (default); "
+                        "network: booted hc run with networking vs --network none")
     parser.add_argument("--reps", type=int, default=20,
                         help="repetitions per measurement (default 20)")
     parser.add_argument("--parallel", type=int, default=20,
@@ -391,7 +466,8 @@ def main() -> int:
             ensure_images(guest)
             clean_leftovers(guest)
             try:
-                result = run(guest, args.reps, args.parallel)
+                result = (run_network(guest, args.reps) if args.mode == "network"
+                          else run(guest, args.reps, args.parallel))
             finally:
                 clean_leftovers(guest)
             result["devhost"] = host.name
@@ -400,6 +476,8 @@ def main() -> int:
         return exc.exit_code
     if args.json:
         print(json.dumps(result, indent=2))
+    elif args.mode == "network":
+        print_network_table(result)
     else:
         print_table(result)
     return 0

@@ -38,11 +38,19 @@ class ImagesConfig:
 
 
 @dataclass(frozen=True)
-class ChildHostConfig:
-    """A homecloud host whose zone ``<name>.<this host>.<domain>`` this host delegates to it."""
+class PeerHostConfig:
+    """Another homecloud host: a child (``children``: its zone ``<name>.<this host's zone>`` is
+    delegated to it) or this host's parent (``parent``: the host whose zone is this host's
+    ``domain``). ``addresses``: where its DNS server answers (default: the first address of
+    each of its ``subnets``, where homecloud's DNS listens); ``via``: its addresses on a link
+    this host shares, the next hops of routes to its instances; ``subnets``: its instances'
+    subnets (see its `hc network ls`). With an IPv6 ``via``, its IPv6 /48 is routed too: it
+    follows from its name."""
 
-    name: str
-    addresses: tuple[str, ...]
+    name: str | None = None
+    addresses: tuple[str, ...] = ()
+    via: tuple[str, ...] = ()
+    subnets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,14 +58,16 @@ class NetworkConfig:
     """The instances' network. ``bridge``: the host bridge they plug into; ``subnet4``: its
     IPv4 subnet (unset: a free private /24 is chosen once and kept); ``host_name``: this host's
     label in DNS (unset: the machine's host name); instances are named
-    ``<instance>.<host_name>.<domain>``. ``children``: hosts to delegate subdomains to.
-    Values are checked when the agent sets the network up (see `hc doctor`)."""
+    ``<instance>.<host_name>.<domain>``. ``children``: hosts to delegate subdomains to;
+    ``parent``: the host whose zone ``domain`` is (names under it that are not ours are asked
+    there). Values are checked when the agent sets the network up (see `hc doctor`)."""
 
     bridge: str = "hc0"
     subnet4: str | None = None
     domain: str = "home.arpa"
     host_name: str | None = None
-    children: tuple[ChildHostConfig, ...] = ()
+    children: tuple[PeerHostConfig, ...] = ()
+    parent: PeerHostConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -94,27 +104,50 @@ def _coerce(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
             value = None if value is None else str(value)
         elif key == "children":
             value = _children(value, f"{where}: children")
+        elif key == "parent":
+            value = None if value is None else _peer(value, f"{where}: parent", named=False)
         out[key] = value
     return out
 
 
-def _children(value: Any, where: str) -> tuple[ChildHostConfig, ...]:
-    """``[{name: beta, addresses: [192.168.1.20, ...]}, ...]``; an address may be a string."""
+_PEER_KEYS = {"name", "addresses", "via", "subnets"}
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    """A list of strings, or one string."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UserError(f"{where}: expected a list of addresses")
+    return tuple(value)
+
+
+def _peer(item: Any, where: str, named: bool) -> PeerHostConfig:
+    keys = _PEER_KEYS if named else _PEER_KEYS - {"name"}
+    if not isinstance(item, dict) or not set(item) <= keys:
+        raise UserError(f"{where}: expected a mapping with {', '.join(sorted(keys))}")
+    if named and "name" not in item:
+        raise UserError(f"{where}: 'name' is missing")
+    peer = PeerHostConfig(
+        name=str(item["name"]) if named else None,
+        **{key: _strings(item.get(key), f"{where}: {key}")
+           for key in ("addresses", "via", "subnets")})
+    if not peer.addresses and not peer.subnets:
+        raise UserError(f"{where}: needs 'addresses' (where its DNS answers) or 'subnets'")
+    return peer
+
+
+def _children(value: Any, where: str) -> tuple[PeerHostConfig, ...]:
+    """``[{name: beta, addresses: [...], via: [...], subnets: [...]}, ...]``; an entry's lists
+    may be single strings."""
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise UserError(f"{where}: expected a list of {{name, addresses}}")
-    children = []
-    for index, item in enumerate(value, 1):
-        if not isinstance(item, dict) or set(item) != {"name", "addresses"}:
-            raise UserError(f"{where}: entry {index} must have exactly 'name' and 'addresses'")
-        addresses = item["addresses"]
-        if isinstance(addresses, str):
-            addresses = [addresses]
-        if not isinstance(addresses, list) or not addresses:
-            raise UserError(f"{where}: entry {index} needs at least one address")
-        children.append(ChildHostConfig(str(item["name"]), tuple(str(a) for a in addresses)))
-    return tuple(children)
+        raise UserError(f"{where}: expected a list of {{name, addresses, via, subnets}}")
+    return tuple(_peer(item, f"{where}: entry {index}", named=True)
+                 for index, item in enumerate(value, 1))
 
 
 def parse_config(data: dict[str, Any] | None, where: str = "config") -> Config:

@@ -11,10 +11,12 @@ when PID 1 is systemd.
 from __future__ import annotations
 
 import argparse
+import errno
 import grp
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,15 @@ from homecloud.config import CONFIG_PATH, Config
 from homecloud.dns import DNS_UNIT
 from homecloud.errors import HomecloudError, HostError
 from homecloud.files import write_if_changed
+from homecloud.inotify_limits import (
+    LIMITS,
+    PROC_SYS,
+    SYSCTL_DROPIN,
+    Limit,
+    dropin_text,
+    raise_limits,
+    read_limits,
+)
 from homecloud.sizes import format_size, parse_size
 
 UNITS = ("hcd.socket", "hcd.service", DNS_UNIT)
@@ -43,6 +54,8 @@ class Layout:
     config_path: Path = CONFIG_PATH
     path_dir: Path = PATH_DIR
     profile_snippet: Path = PROFILE_SNIPPET
+    sysctl_dropin: Path = SYSCTL_DROPIN
+    proc_sys: Path = PROC_SYS
 
 
 def default_units_dir() -> Path:
@@ -111,6 +124,29 @@ def put_on_path(layout: Layout) -> str:
     return f"{layout.bindir} added to PATH by {layout.profile_snippet}"
 
 
+def raise_inotify_limits(layout: Layout, limits: Sequence[Limit] = LIMITS) -> list[str]:
+    """Containers' inotify limits (homecloud/inotify_limits.py): kept at boot by a sysctl.d
+    drop-in, and raised at once where /proc/sys is writable. In a container (a dev host) it is
+    read-only and the machine's limits apply; the drop-in is kept all the same."""
+    done = []
+    readings = read_limits(layout.proc_sys, limits)
+    if write_if_changed(layout.sysctl_dropin, dropin_text(readings)):
+        settings = ", ".join(f"{r.limit.key}={r.wanted}" for r in readings)
+        done.append(f"installed {layout.sysctl_dropin} ({settings})")
+    try:
+        raised = raise_limits(layout.proc_sys, limits)
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise HostError(f"cannot raise the inotify limits in {layout.proc_sys}: "
+                            f"{exc.strerror}") from None
+        low = ", ".join(f"{r.limit.key} is {r.value}" for r in readings if r.low)
+        return [*done, f"{low} here: {layout.proc_sys} is read-only (a container), so the "
+                       "machine's own limits apply"]
+    if raised:
+        done.append(f"raised {', '.join(raised)}")
+    return done
+
+
 def ensure_group(name: str) -> bool:
     try:
         grp.getgrnam(name)
@@ -138,6 +174,7 @@ def setup(layout: Layout, pool_size: str | None = None, group: str = GROUP) -> l
     if write_config(layout.config_path, pool_size):
         done.append(f"wrote {layout.config_path}")
     done.append(put_on_path(layout))
+    done += raise_inotify_limits(layout)
     if changed:
         _systemctl("daemon-reload")
     _systemctl("enable", "--now", "hcd.socket")

@@ -16,6 +16,7 @@ MAX_NAME = 63
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Instances become DNS labels and systemd unit names: stricter.
 _INSTANCE_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+_DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def _describe(name: str) -> str:
@@ -48,3 +49,13 @@ def validate_instance_name(name: str) -> str:
         raise UserError(f"instance name {_describe(name)} is invalid: use lower-case letters, "
                         "digits and '-', not starting or ending with '-'")
     return name
+
+
+def dns_label(text: str, what: str) -> str:
+    """``text`` lower-cased if it is a DNS label (host names, domain parts); raise UserError if
+    not."""
+    label = text.lower()
+    if not _DNS_LABEL_RE.fullmatch(label):
+        raise UserError(f"{what} {_describe(text)} is not a DNS label: use letters, digits and "
+                        "inner '-', at most 63 characters")
+    return label

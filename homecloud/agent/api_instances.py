@@ -33,6 +33,7 @@ def spec_from_body(request: Request) -> Any:
     binds = body_field(request, "binds", list, required=False, default=[])
     command = body_field(request, "command", list, required=False)
     ports = body_field(request, "ports", list, required=False, default=[])
+    network = body_field(request, "network", str, required=False, default="default")
     if not all(isinstance(v, str) for v in [*env.values(), *binds, *(command or []), *ports]):
         raise UserError("env values, binds, ports and command must be strings")
     return InstanceSpec(
@@ -41,7 +42,7 @@ def spec_from_body(request: Request) -> Any:
         env={str(k): v for k, v in env.items()}, binds=[Bind.parse(b) for b in binds],
         command=command, restart=body_field(request, "restart", str, required=False,
                                             default="no"),
-        ports=parse_ports(ports))
+        ports=parse_ports(ports), network=network)
 
 
 def _generated_name(image: str) -> str:
@@ -129,7 +130,7 @@ def instance_routes(agent: Agent) -> list[Route]:
               body={"image": "string", "name": "string?", "cpus": "number?",
                     "memory": "string?", "env": "object?", "binds": "array?",
                     "command": "array?", "restart": "string?", "ports": "array?",
-                    "attach": "boolean?", "remove": "boolean?"},
+                    "network": "string?", "attach": "boolean?", "remove": "boolean?"},
               streams=True),
         Route("GET", "/v1/instances/{name}", get_instance, "Describe one instance"),
         Route("POST", "/v1/instances/{name}/start", lifecycle("start"), "Start an instance"),

@@ -37,6 +37,9 @@ def register(commands: Any) -> None:
     run.add_argument("-p", "--publish", action="append", default=[], metavar="HOST:GUEST",
                      help="publish the instance's port GUEST on the host's port HOST "
                      "(HOST:GUEST/udp for UDP; repeatable)")
+    run.add_argument("--network", choices=("default", "none"), default=None,
+                     help="default: an address on the host's bridge and a DNS name; none: "
+                     "loopback only (no address, no name, no -p)")
     run.add_argument("--restart", choices=("no", "always"), default="no",
                      help="start again after a crash and after the host reboots (default: no)")
     run.add_argument("-d", "--detach", action="store_true",
@@ -120,7 +123,7 @@ def run_instance(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
         "image": args.image, "name": args.name, "cpus": args.cpus, "memory": args.memory,
         "env": parse_env(args.env), "binds": binds, "command": command or None,
-        "restart": args.restart, "ports": args.publish,
+        "restart": args.restart, "ports": args.publish, "network": args.network,
     }
     attach = bool(command) and not args.detach
     if args.rm and not attach:

@@ -12,11 +12,12 @@ if TYPE_CHECKING:
     from homecloud.cli.client import ApiClient
 
 
-def api() -> ApiClient:
-    """A client of the agent (the socket from $HC_SOCKET or the default)."""
+def api(timeout: float | None = None) -> ApiClient:
+    """A client of the agent (the socket from $HC_SOCKET or the default); ``timeout``: seconds
+    each read may wait (None: no limit)."""
     from homecloud.cli.client import ApiClient
 
-    return ApiClient()
+    return ApiClient(timeout=timeout)
 
 
 def follow(*args: Any, **kwargs: Any) -> Any:

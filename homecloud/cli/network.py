@@ -31,6 +31,12 @@ def list_network(args: argparse.Namespace) -> int:
         return 0
     print(f"bridge {data['bridge']}  gateway {data['gateway4']} {data['gateway6']}  "
           f"subnets {data['subnet4']} {data['subnet6']}  names *.{data['zone']}")
+    for peer in data.get("peers", ()):
+        print(f"peer {peer['name']} ({peer['role']})  zone {peer['zone']}  dns "
+              f"{' '.join(peer['dns']) or '-'}  subnets {' '.join(peer['subnets']) or '-'}  "
+              f"via {' '.join(peer['via']) or '-'}")
+    if data.get("routes_error"):
+        print(f"routes to peers: {data['routes_error']}")
     rows = [[i["name"], i["ipv4"], i["ipv6"], ", ".join(i["ports"]) or "-"]
             for i in data["instances"]]
     print_table(rows, ["NAME", "IPV4", "IPV6", "PORTS"])

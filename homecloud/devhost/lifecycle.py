@@ -35,6 +35,7 @@ from homecloud.devhost.spec import (
 )
 from homecloud.devhost.supervisor import supervisor_argv
 from homecloud.errors import HostError, NotFound
+from homecloud.inotify_limits import raise_limits
 
 BOOT_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
@@ -45,11 +46,6 @@ READY_STATES = ("running", "degraded")
 NSPAWN_PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 # Pools, image builds and tests in every dev host share the machine's loop devices.
 MIN_LOOP_DEVICES = 32
-# Every systemd (each dev host's PID 1 and each container's) holds about a dozen inotify
-# instances, all counted against root: the kernel's default of 128 runs out with three dev
-# hosts and a few containers, and the next systemd exits at once with code 255, silently.
-INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
-MIN_INOTIFY_INSTANCES = 8192
 # Services the machine has enabled that must not start in a dev host: dnsmasq (installed for
 # the DNS benchmark, which runs its own) would take port 53 in the dev host's network namespace
 # from homecloud's DNS server.
@@ -122,11 +118,6 @@ def machine_loop_devices() -> tuple[str, ...]:
     return (*control, *devices)
 
 
-def ensure_inotify_instances(minimum: int = MIN_INOTIFY_INSTANCES) -> None:
-    if int(INOTIFY_INSTANCES.read_text()) < minimum:
-        INOTIFY_INSTANCES.write_text(f"{minimum}\n")
-
-
 def get(name: str, state_root: Path = STATE_ROOT) -> DevHost:
     return DevHost.load(DevHostPaths.of(validate_devhost_name(name), state_root))
 
@@ -169,7 +160,8 @@ def boot(name: str, *, checkout: Path | None = None, venv: Path | None = None,
                            address=str(address.ipv4) if address else None,
                            address6=str(address.ipv6) if address else None)
         try:
-            ensure_inotify_instances()
+            # Dev hosts and their containers all charge their inotify instances to root.
+            raise_limits()
             if spec.bridged:
                 ensure_machine_network(DEVHOST_NETWORK)
             _prepare(paths, spec)

@@ -39,7 +39,8 @@ class Forward:
 
 @dataclass(frozen=True)
 class Recurse:
-    """A name delegated to a child host, recursion wanted: ask the child's servers."""
+    """A name another homecloud host serves (delegated to a child, or forwarded), recursion
+    wanted: ask that host's servers."""
 
     query: DNSRecord
     servers: tuple[tuple[str, int], ...]
@@ -102,9 +103,10 @@ def answer(query: DNSRecord, zones: Zones) -> Outcome:
     key = name_key(question.qname)
     zone = zones.find(key)
     if zone is None:
-        if header.rd:
-            return Forward(query)
-        return Reply(error(query, RCODE.REFUSED))
+        if not header.rd:
+            return Reply(error(query, RCODE.REFUSED))
+        servers = zones.forward_for(key)
+        return Forward(query) if servers is None else Recurse(query, servers)
     cut = zone.delegation_for(key)
     if cut is not None and not (question.qtype == QTYPE.DS and cut[0] == key):
         if header.rd:

@@ -15,8 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from homecloud.dns.config import CONFIG_PATH, DnsConfig, load_config, write_config
-from homecloud.dns.zone import InstanceEntry, ServiceRecord, ZoneDescription
+from homecloud.dns.zone import (
+    ChildHost,
+    Forwarding,
+    InstanceEntry,
+    ServiceRecord,
+    ZoneDescription,
+    reverse_zone_names,
+)
 from homecloud.errors import HomecloudError
+from homecloud.network.peers import CHILD, PARENT, Peer
 from homecloud.network.plan import NetworkPlan
 from homecloud.network.records import Member
 
@@ -26,7 +34,8 @@ DNS_PORT = 53
 def zone_description(plan: NetworkPlan, members: Sequence[Member],
                      serial: int = 1) -> ZoneDescription:
     """The host's zone: the bridge addresses at the apex, an entry per instance (SRV records
-    for its published ports), the reverse zones of both subnets and the child delegations."""
+    for its published ports), the reverse zones of both subnets, the child delegations and
+    the zones other hosts serve (the parent's, their reverse zones)."""
     names = plan.names
     return ZoneDescription(
         host=names.host, domain=names.domain, serial=serial,
@@ -35,7 +44,18 @@ def zone_description(plan: NetworkPlan, members: Sequence[Member],
             m.name, m.addresses.ipv4, m.addresses.ipv6,
             tuple(ServiceRecord(p.protocol, p.host_port, p.guest_port) for p in m.ports))
             for m in members),
-        children=names.children)
+        children=tuple(ChildHost(p.name, p.servers) for p in names.peers if p.role == CHILD),
+        forwards=tuple(_forwardings(names.peers)))
+
+
+def _forwardings(peers: Sequence[Peer]) -> list[Forwarding]:
+    forwards = []
+    for peer in peers:
+        if peer.role == PARENT:
+            forwards.append(Forwarding(peer.zone, peer.servers))
+        forwards.extend(Forwarding(zone, peer.servers)
+                        for subnet in peer.subnets for zone in reverse_zone_names(subnet))
+    return forwards
 
 
 def dns_config(plan: NetworkPlan, members: Sequence[Member], port: int = DNS_PORT) -> DnsConfig:

@@ -4,7 +4,9 @@ A host ``alpha`` with domain ``home.arpa`` owns ``alpha.home.arpa``: the apex (S
 host's addresses), ``<instance>.alpha.home.arpa`` (A, AAAA), ``_<service>._<proto>.<instance>...``
 (SRV: where the host publishes that port), and delegations of ``<child>.alpha.home.arpa`` to child
 hosts (NS + glue), whose own domain is ``alpha.home.arpa``. It also owns the reverse zones of its
-subnets (PTR for the host and every instance).
+subnets (PTR for the host and every instance). Zones other hosts serve that are not below ours
+(the parent's zone, other hosts' reverse zones) are *forwardings*: questions in them are asked
+there.
 
 Pure: ``build_zones`` turns a ``ZoneDescription`` into lookup tables that answer.py reads.
 """
@@ -76,6 +78,19 @@ class ChildHost:
 
 
 @dataclass(frozen=True)
+class Forwarding:
+    """A zone another homecloud host serves, outside ours: questions in it are asked there."""
+
+    zone: str
+    addresses: tuple[IPAddress, ...]
+    port: int = 53
+
+    @property
+    def servers(self) -> tuple[tuple[str, int], ...]:
+        return tuple((str(a), self.port) for a in self.addresses)
+
+
+@dataclass(frozen=True)
 class ZoneDescription:
     host: str
     domain: str = DEFAULT_DOMAIN
@@ -83,6 +98,7 @@ class ZoneDescription:
     subnets: tuple[Network, ...] = ()  # reverse zones we answer for
     instances: tuple[InstanceEntry, ...] = ()
     children: tuple[ChildHost, ...] = ()
+    forwards: tuple[Forwarding, ...] = ()
     serial: int = 1
     ttl: int = DEFAULT_TTL
 
@@ -105,6 +121,8 @@ class ZoneDescription:
             } for i in self.instances],
             "children": [{"name": c.name, "addresses": [str(a) for a in c.addresses],
                           "port": c.port} for c in self.children],
+            "forwards": [{"zone": f.zone, "addresses": [str(a) for a in f.addresses],
+                          "port": f.port} for f in self.forwards],
         }
 
     @classmethod
@@ -130,6 +148,10 @@ class ZoneDescription:
                                          tuple(ip_address(a) for a in c["addresses"]),
                                          int(c.get("port", 53)))
                                for c in data.get("children", ())),
+                forwards=tuple(Forwarding(str(f["zone"]),
+                                          tuple(ip_address(a) for a in f["addresses"]),
+                                          int(f.get("port", 53)))
+                               for f in data.get("forwards", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UserError(f"invalid DNS zone description: {type(exc).__name__}: {exc}") from None
@@ -186,11 +208,20 @@ class Zones:
 
     zones: list[Zone]
     origin: Key
+    forwards: dict[Key, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
     def find(self, key: Key) -> Zone | None:
         for zone in self.zones:
             if zone.contains(key):
                 return zone
+        return None
+
+    def forward_for(self, key: Key) -> tuple[tuple[str, int], ...] | None:
+        """The servers of the most specific forwarded zone holding ``key``, if any."""
+        for depth in range(len(key) + 1):
+            servers = self.forwards.get(key[depth:])
+            if servers is not None:
+                return servers
         return None
 
     def addresses_of(self, key: Key) -> list[RR]:
@@ -258,7 +289,8 @@ def build_zones(description: ZoneDescription) -> Zones:
         forward.add(_address_rr(origin, address, ttl))
     reverse = [_new_zone(name, description)
                for subnet in description.subnets for name in reverse_zone_names(subnet)]
-    zones = Zones(sorted([forward, *reverse], key=lambda z: -len(z.apex)), name_key(origin))
+    zones = Zones(sorted([forward, *reverse], key=lambda z: -len(z.apex)), name_key(origin),
+                  {name_key(f.zone): f.servers for f in description.forwards})
 
     def add_ptr(address: IPAddress, target: str) -> None:
         pointer = address.reverse_pointer

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 INSTANCE_PREFIX = "instances"
 SLICE = "hc.slice"
+# The service set run when an instance with no address starts (not a kind of instance).
+JOIN_NETWORK = "join-network"
 UNIT_PATTERN = "hc-*.service"
 # homecloud's own units that match UNIT_PATTERN (instance names are reserved for them: spec.py).
 OWN_UNITS = frozenset({DNS_UNIT})
@@ -93,6 +95,7 @@ class InstanceInfo:
     ipv4: str | None = None
     ipv6: str | None = None
     ports: list[str] = field(default_factory=list)  # "8080:80/tcp"
+    network: str = "default"  # default | none (loopback only)
 
 
 @dataclass
@@ -114,6 +117,10 @@ class CreateContext:
     @property
     def ports(self) -> tuple[PortMapping, ...]:
         return self.spec.ports
+
+    @property
+    def networked(self) -> bool:
+        return self.spec.networked
 
 
 @dataclass
@@ -189,7 +196,10 @@ class InstanceManager:
 
     def check_network(self, spec: InstanceSpec) -> None:
         """Refuse, before anything is made, a spec the network cannot take: the network is
-        not set up (its one-line reason), or a host port is taken or given twice."""
+        not set up (its one-line reason), or a host port is taken or given twice. An instance
+        with `--network none` needs nothing of it (its -p is refused by validate)."""
+        if not spec.networked:
+            return
         if self.network is not None:
             self.network.check_ports(spec.name, spec.ports)
         elif spec.ports:
@@ -280,9 +290,10 @@ class InstanceManager:
 
         # Its own namespace when it has one (made by the netns step, or again by replumb after
         # a reboot); an instance with no address (made before networking was set up) keeps the
-        # private network it was created with instead of failing on a missing namespace.
+        # private network it was created with instead of failing on a missing namespace;
+        # one created with `--network none` keeps its private network whatever is there.
         netns = instance_netns_path(spec.name)
-        networked = self.network is not None and os.path.exists(netns)
+        networked = spec.networked and self.network is not None and os.path.exists(netns)
         argv = container.nspawn_argv(spec, root, machine_id, register=self.register,
                                      networked=networked)
         what = "container" if spec.boot else "command container"
@@ -325,7 +336,7 @@ class InstanceManager:
             exit_status=status.exec_main_status if status and not running else None,
             ipv4=str(addresses.ipv4) if addresses else None,
             ipv6=str(addresses.ipv6) if addresses else None,
-            ports=[str(p) for p in spec.ports],
+            ports=[str(p) for p in spec.ports], network=spec.network,
         )
 
     def _addresses(self) -> dict[str, InstanceAddresses]:
@@ -364,12 +375,22 @@ class InstanceManager:
             return info
         unit = container.unit_name(name)
         self.systemd.discard(unit)  # a failed or exited unit keeps the name taken
-        if self.network is not None:
-            self.network.replumb(name)  # gone after a reboot: /run/netns is a tmpfs
         spec = self._spec(row)
-        self._start_unit(spec, self.pool.path(instance_dataset(name)), row["machine_id"],
-                         self.start_timeout)
+        root = self.pool.path(instance_dataset(name))
+        # The namespace is gone after a reboot (/run/netns is a tmpfs): made again from the
+        # lease; an instance with no lease joins the network now.
+        if self.network is not None and spec.networked and not self.network.replumb(name):
+            self._join_network(spec, root, row["machine_id"])
+        self._start_unit(spec, root, row["machine_id"], self.start_timeout)
         return self.get(name)
+
+    def _join_network(self, spec: InstanceSpec, root: Path, machine_id: str) -> None:
+        """Give an instance with no address (made before networking was set up, or leased on
+        a subnet changed since) what its creation would have: service-sets/join-network.yaml,
+        undone whole if a step fails."""
+        graph = self.actions.build(load_service_set(JOIN_NETWORK, self.service_sets))
+        graph.run(CreateContext(spec=spec, machine_id=machine_id,
+                                dataset=instance_dataset(spec.name), root=root))
 
     def stop(self, name: str, timeout: float | None = None) -> InstanceInfo:
         """Power the guest off cleanly; after ``timeout`` seconds (default: the unit's

@@ -9,7 +9,8 @@
 
 dns, firewall and netns run at the same time, after lease. Each undoes itself. A manager
 without a network service (tests that drive containers alone) gets steps that do nothing, and
-its instances get a private network with loopback only.
+its instances get a private network with loopback only; so does an instance created with
+``--network none``, whatever the manager has.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class NetworkContext(Protocol):
     @property
     def ports(self) -> tuple[PortMapping, ...]: ...
 
+    @property
+    def networked(self) -> bool: ...  # False: `--network none`, every step does nothing
+
     addresses: InstanceAddresses | None
 
 
@@ -40,11 +44,11 @@ class _Step:
         self.network = network
 
     def do(self, ctx: NetworkContext) -> None:
-        if self.network is not None:
+        if self.network is not None and ctx.networked:
             self.run(self.network, ctx)
 
     def undo(self, ctx: NetworkContext) -> None:
-        if self.network is not None:
+        if self.network is not None and ctx.networked:
             self.revert(self.network, ctx)
 
     def run(self, network: NetworkService, ctx: NetworkContext) -> None:

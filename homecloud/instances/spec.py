@@ -16,6 +16,9 @@ from homecloud.sizes import format_size, parse_size
 
 KINDS = ("container",)
 RESTART_POLICIES = ("no", "always")
+# default: an address on the host's bridge, a DNS name, firewall rules for published ports;
+# none: a private network namespace with loopback only.
+NETWORK_MODES = ("default", "none")
 MIN_MEMORY = 32 << 20
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Instance NAME runs as hc-NAME.service: these names belong to homecloud's own units.
@@ -66,11 +69,17 @@ class InstanceSpec:
     restart: str = "no"
     boot: bool = True
     ports: tuple[PortMapping, ...] = ()  # published: `-p HOST:GUEST[/udp]`
+    network: str = "default"  # NETWORK_MODES; rows from before it read as "default"
 
     def __post_init__(self) -> None:
         # Command mode means no boot, whatever the caller said.
         if self.command:
             object.__setattr__(self, "boot", False)
+
+    @property
+    def networked(self) -> bool:
+        """Whether the instance is put on the host's network (lease, netns, DNS, rules)."""
+        return self.network != "none"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +122,12 @@ class InstanceSpec:
             targets.add(bind.target)
         if self.command is not None and not self.command:
             raise UserError("the command after `--` is empty")
+        if self.network not in NETWORK_MODES:
+            raise UserError(f"--network {self.network!r} is invalid: use "
+                            f"{' or '.join(NETWORK_MODES)}")
+        if self.ports and not self.networked:
+            raise UserError("-p needs networking: an instance with --network none has "
+                            "loopback only; drop -p or --network none")
         check_unique(self.ports)
         return self
 

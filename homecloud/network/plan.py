@@ -5,7 +5,6 @@ service.py makes the plan real.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
@@ -14,16 +13,15 @@ from ipaddress import (
     IPv6Address,
     IPv6Interface,
     IPv6Network,
-    ip_address,
 )
 
 from homecloud.config import NetworkConfig
-from homecloud.dns.zone import ChildHost
 from homecloud.errors import UserError
+from homecloud.names import dns_label
 from homecloud.network.addresses import gateway4, gateway6, instance_address6
 from homecloud.network.ifnames import validate_bridge_name
+from homecloud.network.peers import Peer, validate_peers
 
-_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 MAX_DOMAIN = 200  # leaves room for <instance>.<host>. in a 253-character name
 INSTANCE_NETNS_PREFIX = "hc-"  # /run/netns/hc-<instance>
 GUEST_LINK = "eth0"
@@ -35,7 +33,7 @@ class Names:
 
     host: str
     domain: str
-    children: tuple[ChildHost, ...] = ()
+    peers: tuple[Peer, ...] = ()  # children and parent
 
     @property
     def origin(self) -> str:
@@ -91,39 +89,18 @@ def instance_netns(instance: str) -> str:
     return f"{INSTANCE_NETNS_PREFIX}{instance}"
 
 
-def _label(text: str, what: str) -> str:
-    label = text.lower()
-    if not _LABEL_RE.fullmatch(label):
-        shown = repr(text) if text.isprintable() else ascii(text)
-        raise UserError(f"{what} {shown} is not a DNS label: use letters, digits and inner '-', "
-                        "at most 63 characters")
-    return label
-
-
 def validate_names(config: NetworkConfig, machine_host_name: str) -> Names:
-    """The DNS names of ``config`` checked; the host defaults to the machine's host name (its
-    first label, as `hostname -s` shows it)."""
-    host = _label(config.host_name or machine_host_name.split(".", 1)[0],
-                  "network.host_name" if config.host_name else "this machine's host name")
+    """The DNS names of ``config`` and its peer hosts, checked; the host defaults to the
+    machine's host name (its first label, as `hostname -s` shows it)."""
+    host = dns_label(config.host_name or machine_host_name.split(".", 1)[0],
+                     "network.host_name" if config.host_name else "this machine's host name")
     domain = config.domain.lower().strip(".")
     if not domain or len(domain) > MAX_DOMAIN:
         raise UserError(f"network.domain {config.domain!r} must have 1 to {MAX_DOMAIN} "
                         "characters")
     for part in domain.split("."):
-        _label(part, f"network.domain {config.domain!r}: label")
-    children = []
-    seen: set[str] = set()
-    for child in config.children:
-        name = _label(child.name, "network.children: name")
-        if name in seen:
-            raise UserError(f"network.children: {name} is listed twice")
-        seen.add(name)
-        try:
-            addresses = tuple(ip_address(a) for a in child.addresses)
-        except ValueError as exc:
-            raise UserError(f"network.children: {name}: {exc}") from None
-        children.append(ChildHost(name, addresses))
-    return Names(host=host, domain=domain, children=tuple(children))
+        dns_label(part, f"network.domain {config.domain!r}: label")
+    return Names(host=host, domain=domain, peers=validate_peers(config, host, domain))
 
 
 def validate_bridge(config: NetworkConfig) -> str:

@@ -20,6 +20,7 @@ class Route:
     device: str | None = None
     table: int = 254
     kind: str = "unicast"
+    protocol: int = 0  # who made it (rtm_protocol): homecloud's own are routing.ROUTE_PROTOCOL
 
     def __str__(self) -> str:
         text = str(self.destination)
@@ -39,7 +40,7 @@ def _route_from_message(message: Any, names: dict[int, str]) -> Route:
     oif = message.get("oif")
     kind = _ROUTE_TYPES.get(message["type"], str(message["type"]))
     return Route(destination=destination, device=names.get(oif) if oif else None,
-                 table=int(message.get("table")), kind=kind)
+                 table=int(message.get("table")), kind=kind, protocol=int(message["proto"]))
 
 
 def read_routes(netns: str | None = None) -> list[Route]:

@@ -37,6 +37,7 @@ from homecloud.network.guest import (
     unplumb_instance,
 )
 from homecloud.network.links import ensure_bridge, link_exists
+from homecloud.network.peers import check_overlaps, peer_routes
 from homecloud.network.plan import (
     InstanceAddresses,
     NetworkPlan,
@@ -50,7 +51,8 @@ from homecloud.network.ports import (
     check_unique,
 )
 from homecloud.network.records import Member, NetworkRecords
-from homecloud.network.routes import read_routes
+from homecloud.network.routes import Route, read_routes
+from homecloud.network.routing import ROUTE_PROTOCOL, sync_routes
 from homecloud.network.subnets import decide_subnets
 from homecloud.network.sysctl import enable_forwarding, enable_route_localnet
 from homecloud.systemd.transient import Systemd
@@ -76,6 +78,7 @@ class NetworkService:
         self._plan: NetworkPlan | None = None
         self.error: HomecloudError | None = HomecloudError("the network is not set up yet")
         self.dns_served = True  # whether hc-dns served the last zone written
+        self.routes_error: str | None = None  # why routes to peer hosts are missing
         self._hidden: set[str] = set()  # being removed: no longer published
         self._applied: dict[str, Any] | None = None  # the last ruleset nft took
         self._lock = threading.Lock()
@@ -95,11 +98,13 @@ class NetworkService:
         except HomecloudError as exc:
             self._plan, self.error = None, exc
             log.error("network: %s", exc.message)
+            self._unroute()
             return None
         except Exception as exc:  # the kernel refused something (netlink, /proc/sys)
             log.exception("network: set-up failed")
             self._plan = None
             self.error = HostError(f"cannot set up the network: {type(exc).__name__}: {exc}")
+            self._unroute()
             return None
         self._ensure_dns_server()
         self.refresh_dns_quietly()
@@ -118,9 +123,15 @@ class NetworkService:
     def _decide(self) -> NetworkPlan:
         bridge = validate_bridge(self.config)
         names = validate_names(self.config, self._host_name())
+        # Our routes to peers are remade from the configuration below; when we choose a
+        # subnet, the peers' subnets count as taken, routed yet or not.
+        taken = [r for r in read_routes() if r.protocol != ROUTE_PROTOCOL]
+        if self.config.subnet4 is None:
+            taken += [Route(s) for p in names.peers for s in p.subnets]
         subnets = decide_subnets(bridge, names.host, self.config.subnet4,
-                                 self.records.stored_subnets(bridge), read_routes(),
+                                 self.records.stored_subnets(bridge), taken,
                                  self.records.leases_in)
+        check_overlaps(names.peers, (subnets.subnet4, subnets.subnet6.supernet(new_prefix=48)))
         self.records.save_subnets(bridge, subnets)
         return NetworkPlan(bridge, subnets.subnet4, subnets.subnet6, names)
 
@@ -131,7 +142,31 @@ class NetworkService:
         ensure_bridge(plan.bridge, plan.bridge_interfaces)
         # Connections from the host to 127.0.0.1:PORT reach published ports.
         enable_route_localnet(plan.bridge)
+        from homecloud.network.resolved import register_bridge  # the host's resolver, if any
+        register_bridge(plan, None if self.systemd is None else self.systemd.bus)
+        self.route_to_peers(plan)
         self._applied = None  # apply the firewall again, whatever was there
+
+    def _unroute(self) -> None:
+        """No network, no routes to peers: a configuration that could not be applied leaves
+        none of an earlier one behind."""
+        try:
+            for change in sync_routes(()):
+                log.info("network: %s", change)
+        except Exception as exc:  # nothing more to do about it than say so
+            log.warning("network: cannot remove routes to peer hosts: %s", exc)
+
+    def route_to_peers(self, plan: NetworkPlan) -> None:
+        """Routes to the peer hosts' subnets. A next hop not reachable yet (the uplink comes
+        up later) is a warning, not a network down: `hc doctor` shows it, and the next
+        instance creation tries again."""
+        try:
+            for change in sync_routes(peer_routes(plan.names.peers)):
+                log.info("network: %s", change)
+            self.routes_error = None
+        except HomecloudError as exc:
+            log.warning("network: %s", exc.message)
+            self.routes_error = exc.message
 
     @property
     def plan(self) -> NetworkPlan:
@@ -144,6 +179,8 @@ class NetworkService:
     def ensure_bridge(self) -> None:
         """Re-create the bridge if someone removed it, and plug every instance back in."""
         plan = self.plan
+        if self.routes_error is not None:
+            self.route_to_peers(plan)
         if (SYS_NET / plan.bridge).exists():
             return
         with self._bridge_lock:
@@ -238,6 +275,7 @@ class NetworkService:
         plan = self.plan
         return firewall.FirewallConfig(
             bridge=plan.bridge, subnet4=plan.subnet4, subnet6=plan.subnet6,
+            peers=tuple(s for p in plan.names.peers for s in p.subnets),
             instances=tuple(firewall.InstanceFirewall(m.name, m.addresses.ipv4,
                                                       m.addresses.ipv6, m.ports)
                             for m in self.members()))
@@ -285,6 +323,10 @@ class NetworkService:
             "gateway4": str(plan.gateway4), "gateway6": str(plan.gateway6),
             "host": plan.names.host, "domain": plan.names.domain, "zone": plan.names.origin,
             "error": None,
+            "peers": [{"name": p.name, "role": p.role, "zone": p.zone,
+                       "dns": [str(a) for a in p.servers], "via": [str(a) for a in p.via],
+                       "subnets": [str(n) for n in p.subnets]} for p in plan.names.peers],
+            "routes_error": self.routes_error,
             "instances": [{"name": m.name, "ipv4": str(m.addresses.ipv4),
                            "ipv6": str(m.addresses.ipv6), "fqdn": plan.fqdn(m.name),
                            "ports": [str(p) for p in m.ports]} for m in self.members()],

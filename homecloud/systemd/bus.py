@@ -39,12 +39,14 @@ class SystemBus:
                             "a running systemd (see `hc doctor`)") from exc
         return bus
 
-    def call(self, path: bytes, interface: bytes, method: bytes, args: list[Any]) -> Any:
-        """Call a method of systemd's object ``path``; returns the reply body."""
+    def call(self, path: bytes, interface: bytes, method: bytes, args: list[Any], *,
+             destination: bytes = SYSTEMD) -> Any:
+        """Call a method of systemd's object ``path`` (or of another service on the bus:
+        ``destination``); returns the reply body."""
         with self._lock:
             if self._bus is None:
                 self._bus = self._connect()
-            return self._bus.call_method(SYSTEMD, path, interface, method, args).body
+            return self._bus.call_method(destination, path, interface, method, args).body
 
     def manager(self, method: bytes, args: list[Any]) -> Any:
         return self.call(MANAGER_PATH, MANAGER_IFACE, method, args)
@@ -55,12 +57,13 @@ class SystemBus:
                 self._bus = self._connect()
             return self._bus.get_property(SYSTEMD, path, interface, prop, signature)
 
-    def get_all(self, path: bytes, interface: bytes) -> dict[bytes, Any]:
+    def get_all(self, path: bytes, interface: bytes, *,
+                destination: bytes = SYSTEMD) -> dict[bytes, Any]:
         """All properties of one interface in one round trip."""
         from pystemd.dbuslib import apply_signature
 
         body = self.call(path, b"org.freedesktop.DBus.Properties", b"GetAll",
-                         apply_signature(b"s", [interface]))
+                         apply_signature(b"s", [interface]), destination=destination)
         return dict(body[0]) if isinstance(body, tuple) else dict(body)
 
     def close(self) -> None:

@@ -1,17 +1,22 @@
 """Checks shared by the system tests that drive `hc` in a dev host: a command's one-line error,
-nothing left behind by a failed or removed instance, and copying an image between dev hosts."""
+nothing left behind by a failed or removed instance, copying an image between dev hosts, and
+running the agent with more configuration for a while."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import yaml
 
 from homecloud.devhost import DevHost
 
 POOL = "/var/lib/homecloud/pool"
+CONFIG = "/etc/homecloud/config.yaml"
 
 
 def leftovers(host: DevHost, name: str) -> dict[str, bool]:
@@ -71,3 +76,18 @@ def copy_image(source: DevHost, target: DevHost, image: str) -> None:
     target.run("systemctl", "restart", "hcd.service")
     images = {i["name"]: i for i in target.hc("image", "ls", json=True)}
     assert images[image]["source"] == "adopted"
+
+
+@contextmanager
+def agent_config(host: DevHost, text: str) -> Iterator[None]:
+    """The agent restarted with the sections of ``text`` (YAML) in its configuration file, in
+    place of those it had; the file put back (and the agent restarted) afterwards."""
+    original = host.run("cat", CONFIG).stdout
+    merged = {**(yaml.safe_load(original) or {}), **yaml.safe_load(text)}
+    host.run("tee", CONFIG, input=yaml.safe_dump(merged))
+    host.run("systemctl", "restart", "hcd.service")
+    try:
+        yield
+    finally:
+        host.run("tee", CONFIG, input=original)
+        host.run("systemctl", "restart", "hcd.service")

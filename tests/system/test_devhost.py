@@ -29,6 +29,7 @@ from homecloud.devhost.netplan import DEVHOST_NETWORK, NetworkPlan
 from homecloud.devhost.spec import STATE_ROOT, DevHostPaths
 from homecloud.errors import HostError
 from homecloud.images.mirror import find_debian_mirror
+from homecloud.inotify_limits import LIMITS, SYSCTL_DROPIN
 
 pytestmark = pytest.mark.system
 READY = ("running", "degraded")
@@ -146,6 +147,38 @@ def test_homecloud_is_installed_inside(devhost: devhosts.DevHost) -> None:
     # hostsetup is idempotent: again changes nothing and still succeeds.
     again = devhost.run(devhost.python, "-m", "homecloud.hostsetup")
     assert "installed" not in again.stdout and "created group" not in again.stdout
+
+
+def test_hostsetup_keeps_the_inotify_limits_at_boot(devhost: devhosts.DevHost) -> None:
+    """The sysctl.d drop-in hostsetup installed, as systemd-sysctl reads it at boot: the
+    minimum, or the higher value the host already has. In a dev host /proc/sys is read-only:
+    the limits are the machine's (raised by hc-devhost), and hostsetup says so calmly."""
+    dropin = devhost.run("/usr/lib/systemd/systemd-sysctl", "--cat-config").stdout
+    assert f"# {SYSCTL_DROPIN}\n" in dropin
+    for limit in LIMITS:
+        value = int(devhost.run("cat", f"/proc/sys/{limit.key.replace('.', '/')}").stdout)
+        assert value >= limit.minimum
+        assert f"\n{limit.key} = {value}\n" in dropin
+    # A minimum above what the machine has: the drop-in asks for it, /proc/sys refuses.
+    script = ("import sys; from pathlib import Path; "
+              "from homecloud.hostsetup import Layout, raise_inotify_limits; "
+              "from homecloud.inotify_limits import Limit; "
+              "layout = Layout(units_src=Path('/'), bindir=Path('/'), "
+              "sysctl_dropin=Path(sys.argv[1])); "
+              "print(*raise_inotify_limits(layout, (Limit('fs.inotify.max_user_instances', "
+              "10**9),)), sep='\\n')")
+    scratch = devhost.run("mktemp", "-d").stdout.strip()
+    try:
+        lines = devhost.run(devhost.python, "-c", script, f"{scratch}/60.conf").stdout
+        value = devhost.run("cat", "/proc/sys/fs/inotify/max_user_instances").stdout.strip()
+        assert lines.splitlines() == [
+            f"installed {scratch}/60.conf (fs.inotify.max_user_instances=1000000000)",
+            f"fs.inotify.max_user_instances is {value} here: /proc/sys is read-only (a "
+            "container), so the machine's own limits apply"]
+        assert "\nfs.inotify.max_user_instances = 1000000000\n" in \
+            devhost.run("cat", f"{scratch}/60.conf").stdout
+    finally:
+        devhost.run("rm", "-r", scratch)
 
 
 def test_commands_inside_get_input_exit_code_and_user(devhost: devhosts.DevHost) -> None:

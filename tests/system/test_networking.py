@@ -12,20 +12,18 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from cli_checks import assert_nothing_left, copy_image, hc_fails, wait_for
+from cli_checks import agent_config, assert_nothing_left, copy_image, hc_fails, wait_for
+from guestweb import BUSYBOX, BUSYBOX_BIND, fetch, in_guest_tcp, serve_page, url
+from netstate import network_state, sql, unchanged_network
 
 from homecloud.devhost import DevHost
 
 pytestmark = pytest.mark.system
 
-BUSYBOX = "/usr/bin/busybox"  # static: runs in the image as it is
-CONFIG = "/etc/homecloud/config.yaml"
-STATE_DB = "/var/lib/homecloud/state.db"
 PAGE = "hello from web"
 
 
@@ -59,13 +57,6 @@ def ping(host: DevHost, address: str) -> int:
     return host.run(BUSYBOX, "ping", "-c", "1", "-W", "2", address, check=False).returncode
 
 
-def fetch(host: DevHost, url: str) -> str | None:
-    """GET ``url`` from inside the dev host; the body, or None when nothing answered."""
-    # (busybox 1.35's wget crashes with -T: the subprocess timeout bounds it instead)
-    result = host.run(BUSYBOX, "wget", "-q", "-O", "-", url, check=False, timeout=30)
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
 def fetch_from_machine(address: str, port: int, timeout: float = 3.0) -> str | None:
     """GET / over a plain socket from this machine (no proxy settings apply)."""
     try:
@@ -79,64 +70,8 @@ def fetch_from_machine(address: str, port: int, timeout: float = 3.0) -> str | N
     return data.decode(errors="replace").split("\r\n\r\n", 1)[-1].strip()
 
 
-def url(address: str, port: int = 80) -> str:
-    return f"http://[{address}]:{port}/" if ":" in address else f"http://{address}:{port}/"
-
-
-def in_guest_tcp(host: DevHost, instance: str, address: str, port: int) -> str:
-    """GET / from inside ``instance`` with bash's /dev/tcp (no client installed in the image)."""
-    script = (f"exec 3<>/dev/tcp/{address}/{port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 "
-              "&& cat <&3")
-    result = host.hc("exec", instance, "--", "bash", "-c", script, check=False)
-    return result.stdout.split("\n\n", 1)[-1].strip()  # (text mode made \r\n \n)
-
-
 def dig(host: DevHost, server: str, *args: str) -> str:
     return host.run("dig", f"@{server}", "+time=2", "+tries=1", "+short", *args).stdout.strip()
-
-
-def sql(host: DevHost, query: str) -> list[list[Any]]:
-    code = (f"import json, sqlite3; db = sqlite3.connect({STATE_DB!r}); "
-            f"rows = db.execute({query!r}).fetchall(); db.commit(); print(json.dumps(rows))")
-    return list(json.loads(host.run("python3", "-c", code).stdout))
-
-
-@dataclass(frozen=True)
-class NetworkState:
-    """Everything of the network a failed command must leave as it was."""
-
-    namespaces: frozenset[str]
-    links: frozenset[str]
-    leases: frozenset[tuple[Any, ...]]
-    ports: frozenset[tuple[Any, ...]]
-    rules: str
-    records: str
-
-
-def network_state(host: DevHost) -> NetworkState:
-    links = json.loads(host.run("ip", "-j", "link", "show").stdout)
-    table = json.loads(host.run("nft", "-j", "list", "table", "inet", "homecloud").stdout)
-    rules = [item for item in table["nftables"] if "metainfo" not in item]
-    for item in rules:  # handles change when the table is replaced; contents must not
-        next(iter(item.values())).pop("handle", None)
-    records = [{k: v for k, v in r.items() if k != "data" or r["type"] != "SOA"}
-               for r in host.hc("dns", "ls", json=True)]
-    return NetworkState(
-        namespaces=frozenset(line.split()[0] for line in  # "hc-web (id: 1)"
-                             host.run("ip", "netns", "list").stdout.splitlines() if line),
-        links=frozenset(link["ifname"] for link in links),
-        leases=frozenset(tuple(r) for r in sql(host, "SELECT subnet, address, instance "
-                                                     "FROM leases")),
-        ports=frozenset(tuple(r) for r in sql(host, "SELECT * FROM ports")),
-        rules=json.dumps(rules, sort_keys=True),
-        records=json.dumps(sorted(records, key=json.dumps), sort_keys=True))
-
-
-@contextmanager
-def unchanged_network(host: DevHost) -> Iterator[None]:
-    before = network_state(host)
-    yield
-    assert network_state(host) == before
 
 
 # -- one instance, reachable --------------------------------------------------------------------
@@ -155,13 +90,10 @@ def web(net: Net) -> Iterator[Web]:
     a page on port 80 (busybox httpd, started by the guest's own systemd)."""
     host = net.host
     host.hc("run", "-q", net.image, "--name", "web", "-p", "8080:80", "-p", "5353:53/udp",
-            "--bind", f"{BUSYBOX}:/opt/busybox:ro")
+            "--bind", BUSYBOX_BIND)
     info = host.hc("inspect", "web", json=True)
     pings = (ping(host, info["ipv4"]), ping(host, info["ipv6"]))
-    host.hc("exec", "web", "--", "sh", "-c",
-            f"mkdir -p /srv && echo '{PAGE}' > /srv/index.html && "
-            "systemd-run --unit=httpd /opt/busybox httpd -f -p 80 -h /srv")
-    wait_for("httpd in web", lambda: fetch(host, url(info["ipv4"])) == PAGE)
+    serve_page(host, "web", PAGE, info["ipv4"])
     yield Web(info["ipv4"], info["ipv6"], info, pings)
     host.hc("rm", "-f", "web", check=False)
 
@@ -366,19 +298,6 @@ def test_reconcile_removes_what_a_crash_left(net: Net, web: Web) -> None:
 
 # -- configuration the agent cannot apply -------------------------------------------------------
 
-@contextmanager
-def network_config(host: DevHost, text: str) -> Iterator[None]:
-    """The agent restarted with ``text`` as the network: section; put back afterwards."""
-    original = host.run("cat", CONFIG).stdout
-    host.run("tee", CONFIG, input=original + text)
-    host.run("systemctl", "restart", "hcd.service")
-    try:
-        yield
-    finally:
-        host.run("tee", CONFIG, input=original)
-        host.run("systemctl", "restart", "hcd.service")
-
-
 def doctor_fails(host: DevHost, check: str, message: str) -> dict[str, Any]:
     result = host.hc("doctor", check=False)
     assert result.returncode == 3, result.stdout
@@ -396,8 +315,10 @@ def test_doctor_is_happy_on_a_good_host(net: Net, web: Web) -> None:
     report = net.host.hc("doctor", json=True)
     assert report["ok"] is True
     assert {c["name"]: c["status"] for c in report["checks"]} == {
-        "systemd": "ok", "pool": "ok", "network": "ok", "bridge": "ok", "forwarding": "ok",
-        "dns": "ok", "firewall": "ok", "other firewalls": "ok"}
+        "agent": "ok", "systemd": "ok", "inotify": "ok", "config": "ok", "pool": "ok",
+        "network": "ok", "bridge": "ok", "forwarding": "ok", "dns": "ok",
+        "resolved": "skipped", "peers": "skipped", "firewall": "ok",  # no resolved, no peers
+        "other firewalls": "ok"}
 
 
 def test_a_bad_bridge_name_is_one_line_at_start_and_in_doctor(net: Net, web: Web) -> None:
@@ -405,7 +326,7 @@ def test_a_bad_bridge_name_is_one_line_at_start_and_in_doctor(net: Net, web: Web
     before = network_state(host)
     message = ("network.bridge: bridge name 'bad name!' is invalid: use letters, digits, '_', "
                "'.' and '-', starting with a letter")
-    with network_config(host, 'network:\n  bridge: "bad name!"\n'):
+    with agent_config(host, 'network:\n  bridge: "bad name!"\n'):
         hc_fails(host, "run", net.image, "--name", "bad", message=message)
         doctor_fails(host, "network", message)
         log = host.run("journalctl", "-u", "hcd", "-n", "20", "--no-pager").stdout
@@ -424,7 +345,7 @@ def test_a_subnet_overlapping_a_route_is_refused(net: Net, web: Web) -> None:
                "already on this host: choose another subnet, or leave it unset to pick a free "
                "one")
     try:
-        with network_config(host, "network:\n  subnet4: 10.77.1.0/24\n"):
+        with agent_config(host, "network:\n  subnet4: 10.77.1.0/24\n"):
             hc_fails(host, "run", net.image, "--name", "bad", message=message)
             doctor_fails(host, "network", message)
             assert host.run("ip", "-br", "addr", "show", net.bridge).stdout == bridge_before

@@ -13,7 +13,14 @@ from homecloud.dns.answer import (
     pack,
     udp_limit,
 )
-from homecloud.dns.zone import ChildHost, InstanceEntry, ServiceRecord, ZoneDescription, build_zones
+from homecloud.dns.zone import (
+    ChildHost,
+    Forwarding,
+    InstanceEntry,
+    ServiceRecord,
+    ZoneDescription,
+    build_zones,
+)
 
 ZONES = build_zones(ZoneDescription(
     host="alpha",
@@ -23,6 +30,9 @@ ZONES = build_zones(ZoneDescription(
                              (ServiceRecord("tcp", 8080, 80, "http"),)),
                InstanceEntry("v4only", IPv4Address("10.1.2.3"))),
     children=(ChildHost("beta", (ip_address("127.0.0.2"),), 5300),),
+    domain="home.arpa",
+    forwards=(Forwarding("home.arpa", (ip_address("10.0.0.1"),)),
+              Forwarding("0.0.10.in-addr.arpa", (ip_address("10.0.0.1"),), 5353)),
 ))
 
 
@@ -120,6 +130,20 @@ def test_outside_names_are_forwarded_or_refused():
     assert isinstance(outcome, Forward)
     assert reply_to("example.com", rd=False).header.rcode == RCODE.REFUSED
     assert reply_to("home.arpa", rd=False).header.rcode == RCODE.REFUSED
+
+
+@pytest.mark.parametrize("name,qtype,servers", [
+    ("web.gamma.home.arpa", "A", (("10.0.0.1", 53),)),
+    ("home.arpa", "SOA", (("10.0.0.1", 53),)),
+    ("5.0.0.10.in-addr.arpa", "PTR", (("10.0.0.1", 5353),)),
+])
+def test_zones_of_other_hosts_are_asked_there(name, qtype, servers):
+    """Forwarded zones (the parent's, other hosts' reverse zones) go to those hosts' servers;
+    our own zone, inside the parent's, stays ours."""
+    _, outcome = ask(name, qtype, rd=True)
+    assert isinstance(outcome, Recurse) and outcome.servers == servers
+    assert reply_to(name, qtype, rd=False).header.rcode == RCODE.REFUSED
+    assert rdata(reply_to("web.alpha.home.arpa").rr) == ["10.1.2.2"]
 
 
 def test_zone_transfers_and_other_classes_are_refused():

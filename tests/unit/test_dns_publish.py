@@ -5,16 +5,20 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 from pathlib import Path
 
-from homecloud.dns.config import load_config
+from homecloud.config import NetworkConfig, PeerHostConfig
+from homecloud.dns.config import DnsConfig, load_config
 from homecloud.dns.publish import ZoneFile, dns_config, zone_description
 from homecloud.dns.records import zone_records
-from homecloud.dns.zone import ChildHost
-from homecloud.network.plan import Names, NetworkPlan
+from homecloud.dns.zone import Forwarding
+from homecloud.network.addresses import ula_prefix
+from homecloud.network.plan import NetworkPlan, validate_names
 from homecloud.network.ports import PortMapping
 from homecloud.network.records import Member
 
 PLAN = NetworkPlan("hc0", IPv4Network("10.9.8.0/24"), IPv6Network("fd00:1:2:3::/64"),
-                   Names("alpha", "home.arpa", (ChildHost("kid", (ip_address("10.0.0.9"),)),)))
+                   validate_names(NetworkConfig(
+                       host_name="alpha", children=(PeerHostConfig("kid", ("10.0.0.9",)),)),
+                       "ignored"))
 WEB = Member("web", PLAN.addresses("web", IPv4Address("10.9.8.2")), (PortMapping(8080, 80),))
 
 
@@ -27,7 +31,8 @@ def test_the_zone_holds_the_bridge_instances_subnets_and_children() -> None:
     assert (entry.name, entry.ipv4, entry.ipv6) == ("web", WEB.addresses.ipv4,
                                                     WEB.addresses.ipv6)
     assert [(s.label, s.host_port) for s in entry.services] == [("_80._tcp", 8080)]
-    assert [c.name for c in zone.children] == ["kid"]
+    assert [(c.name, c.addresses) for c in zone.children] == [("kid", (ip_address("10.0.0.9"),))]
+    assert zone.forwards == ()
     config = dns_config(PLAN, [WEB])
     assert config.listen == ("10.9.8.1", "fd00:1:2:3::1") and config.port == 53
 
@@ -59,3 +64,27 @@ def test_the_file_changes_only_with_the_zone_and_its_serial_grows(tmp_path: Path
     assert load_config(tmp_path / "dns.json") == third
     (tmp_path / "dns.json").write_text("not json")  # replaced, not fatal
     assert zone_file.write(dns_config(PLAN, [])) is not None
+
+
+def test_peer_hosts_zones_are_asked_there() -> None:
+    """A child's reverse zones go to the child; the parent's zone and reverse zones to the
+    parent; with an IPv6 next hop, the reverse zone of the peer's /48 too."""
+    names = validate_names(NetworkConfig(
+        host_name="beta", domain="alpha.home.arpa",
+        children=(PeerHostConfig("kid", via=("192.168.1.30",), subnets=("10.1.2.0/24",)),),
+        parent=PeerHostConfig(addresses=("10.0.0.1",), via=("192.168.1.10", "fd00:99::10"),
+                              subnets=("10.0.0.0/24",))), "ignored")
+    plan = NetworkPlan("hc0", IPv4Network("10.9.8.0/24"), IPv6Network("fd00:1:2:3::/64"), names)
+    zone = zone_description(plan, [])
+    assert [(c.name, [str(a) for a in c.addresses]) for c in zone.children] == [
+        ("kid", ["10.1.2.1"])]
+    alpha48 = ula_prefix("alpha")
+    alpha_reverse = ".".join(reversed(f"{alpha48.network_address.exploded}".replace(":", "")
+                                      [:12])) + ".ip6.arpa"
+    assert zone.forwards == (
+        Forwarding("2.1.10.in-addr.arpa", (ip_address("10.1.2.1"),)),
+        Forwarding("alpha.home.arpa", (ip_address("10.0.0.1"),)),
+        Forwarding("0.0.10.in-addr.arpa", (ip_address("10.0.0.1"),)),
+        Forwarding(alpha_reverse, (ip_address("10.0.0.1"),)))
+    again = DnsConfig.from_json(dns_config(plan, []).to_json())
+    assert again.zone.forwards == zone.forwards

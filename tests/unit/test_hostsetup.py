@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,14 @@ import yaml
 
 from homecloud import hostsetup
 from homecloud.config import parse_config
-from homecloud.hostsetup import Layout, config_text, install_units, put_on_path, write_config
+from homecloud.hostsetup import (
+    Layout,
+    config_text,
+    install_units,
+    put_on_path,
+    raise_inotify_limits,
+    write_config,
+)
 from homecloud.sizes import parse_size
 
 UNITS = Path(__file__).resolve().parents[2] / "units"
@@ -72,3 +80,18 @@ def test_bad_pool_size_is_refused_before_anything(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert err == "hostsetup: --pool-size 'lots' is not a size: use a number with an optional " \
                   "K, M, G or T suffix, like 512M\n"
+
+
+def test_inotify_limits_are_kept_at_boot_and_raised_now(layout: Layout, tmp_path: Path) -> None:
+    inotify = tmp_path / "proc-sys/fs/inotify"
+    inotify.mkdir(parents=True)
+    (inotify / "max_user_instances").write_text("128\n")
+    (inotify / "max_user_watches").write_text("192536\n")
+    scratch = replace(layout, proc_sys=tmp_path / "proc-sys", sysctl_dropin=tmp_path / "60.conf")
+    dropin = ("fs.inotify.max_user_instances=8192, fs.inotify.max_user_watches=192536")
+    assert raise_inotify_limits(scratch) == [
+        f"installed {scratch.sysctl_dropin} ({dropin})",
+        "raised fs.inotify.max_user_instances from 128 to 8192"]
+    assert "fs.inotify.max_user_instances = 8192\n" in scratch.sysctl_dropin.read_text()
+    assert (inotify / "max_user_instances").read_text() == "8192\n"
+    assert raise_inotify_limits(scratch) == []

@@ -9,6 +9,7 @@ import pytest
 from homecloud.cli.instances import parse_env
 from homecloud.errors import UserError
 from homecloud.instances.spec import Bind, HostLimits, InstanceSpec, parse_memory
+from homecloud.network.ports import PortMapping
 
 HOST = HostLimits(cpus=2, memory=4 << 30)
 
@@ -26,7 +27,6 @@ def test_good_spec_round_trips(tmp_path: Path) -> None:
 
 def test_ports_round_trip_and_are_parsed() -> None:
     from homecloud.instances.spec import parse_ports
-    from homecloud.network.ports import PortMapping
 
     ports = parse_ports(["8080:80", "53:53/udp"])
     assert ports == (PortMapping(8080, 80), PortMapping(53, 53, "udp"))
@@ -34,6 +34,15 @@ def test_ports_round_trip_and_are_parsed() -> None:
     assert InstanceSpec.from_json(good.to_json()) == good
     old_row = {k: v for k, v in spec().to_json().items() if k != "ports"}
     assert InstanceSpec.from_json(old_row).ports == ()  # rows from before networking
+
+
+def test_network_mode_round_trips_and_defaults_for_old_rows() -> None:
+    assert spec().network == "default" and spec().networked
+    none = spec(network="none")
+    assert none.validate(HOST) is none and not none.networked
+    assert InstanceSpec.from_json(none.to_json()) == none
+    old_row = {k: v for k, v in spec().to_json().items() if k != "network"}
+    assert InstanceSpec.from_json(old_row).network == "default"  # rows from before the option
 
 
 def test_command_mode_never_boots() -> None:
@@ -65,6 +74,10 @@ def test_command_mode_never_boots() -> None:
     ({"restart": "sometimes"}, "--restart 'sometimes' is invalid"),
     ({"kind": "vm"}, "kind 'vm' is not supported"),
     ({"command": []}, "the command after `--` is empty"),
+    ({"network": "host"}, "--network 'host' is invalid: use default or none"),
+    ({"network": "none", "ports": (PortMapping(8080, 80),)},
+     "-p needs networking: an instance with --network none has loopback only; drop -p or "
+     "--network none"),
     ({"name": "dns"}, "instance name 'dns' is reserved \\(homecloud's DNS server runs as "
                       "hc-dns.service\\); choose another"),
 ])

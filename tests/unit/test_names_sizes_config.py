@@ -66,7 +66,7 @@ def test_config_defaults_and_overrides():
 
 
 def test_network_config() -> None:
-    from homecloud.config import ChildHostConfig, NetworkConfig
+    from homecloud.config import NetworkConfig, PeerHostConfig
 
     assert parse_config(None).network == NetworkConfig(bridge="hc0", subnet4=None,
                                                        domain="home.arpa", host_name=None)
@@ -75,8 +75,13 @@ def test_network_config() -> None:
                                            {"name": "beta", "addresses": "192.168.1.20"},
                                            {"name": "gamma", "addresses": ["fd00::7"]}]}})
     assert config.network.bridge == "br-hc" and config.network.host_name == "alpha"
-    assert config.network.children == (ChildHostConfig("beta", ("192.168.1.20",)),
-                                       ChildHostConfig("gamma", ("fd00::7",)))
+    assert config.network.children == (PeerHostConfig("beta", ("192.168.1.20",)),
+                                       PeerHostConfig("gamma", ("fd00::7",)))
+    assert config.network.parent is None
+    config = parse_config({"network": {"domain": "alpha.home.arpa", "parent": {
+        "via": ["192.168.1.10", "fd00::10"], "subnets": "10.42.0.0/24"}}})
+    assert config.network.parent == PeerHostConfig(None, (), ("192.168.1.10", "fd00::10"),
+                                                   ("10.42.0.0/24",))
 
 
 @pytest.mark.parametrize("data,message", [
@@ -86,8 +91,16 @@ def test_network_config() -> None:
     ({"nonsense": 1}, "unknown setting"),
     ({"network": {"uplink": "eth0"}}, "network: unknown setting 'uplink'"),
     ({"network": {"children": {"beta": 1}}}, "children: expected a list of"),
-    ({"network": {"children": [{"name": "beta"}]}}, "entry 1 must have exactly 'name' and"),
-    ({"network": {"children": [{"name": "b", "addresses": []}]}}, "entry 1 needs at least one"),
+    ({"network": {"children": [{"name": "beta"}]}}, "entry 1: needs 'addresses'"),
+    ({"network": {"children": [{"name": "b", "addresses": []}]}}, "entry 1: needs 'addresses'"),
+    ({"network": {"children": [{"addresses": "10.0.0.1"}]}}, "entry 1: 'name' is missing"),
+    ({"network": {"children": [{"name": "b", "addresses": "10.0.0.1", "port": 53}]}},
+     "entry 1: expected a mapping with addresses, name, subnets, via"),
+    ({"network": {"children": [{"name": "b", "via": [7]}]}},
+     "entry 1: via: expected a list of addresses"),
+    ({"network": {"parent": {"name": "alpha", "subnets": "10.0.0.0/24"}}},
+     "parent: expected a mapping with addresses, subnets, via"),
+    ({"network": {"parent": "alpha"}}, "parent: expected a mapping"),
 ])
 def test_bad_config_is_refused(data, message):
     with pytest.raises(UserError, match=message):

@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 
 import pytest
 
-from homecloud.config import ChildHostConfig, NetworkConfig
+from homecloud.config import NetworkConfig, PeerHostConfig
 from homecloud.errors import UserError
 from homecloud.network.addresses import instance_address6
 from homecloud.network.plan import (
@@ -36,11 +36,12 @@ def test_names_default_to_the_machine_and_are_lower_case() -> None:
     assert (names.host, names.domain, names.origin) == ("alpha", "home.arpa",
                                                        "alpha.home.arpa")
     config = NetworkConfig(host_name="Beta", domain="Example.ORG.",
-                           children=(ChildHostConfig("Kid", ("192.168.1.20", "fd00::20")),))
+                           children=(PeerHostConfig("Kid", ("192.168.1.20", "fd00::20")),))
     names = validate_names(config, "ignored")
     assert names.origin == "beta.example.org"
-    assert names.children[0].name == "kid"
-    assert names.children[0].addresses == (ip_address("192.168.1.20"), ip_address("fd00::20"))
+    (kid,) = names.peers
+    assert (kid.name, kid.role, kid.zone) == ("kid", "child", "kid.beta.example.org")
+    assert kid.servers == (ip_address("192.168.1.20"), ip_address("fd00::20"))
 
 
 @pytest.mark.parametrize(("config", "machine", "message"), [
@@ -48,10 +49,10 @@ def test_names_default_to_the_machine_and_are_lower_case() -> None:
     (NetworkConfig(host_name="-x"), "ok", "network.host_name '-x' is not a DNS label"),
     (NetworkConfig(domain="a..b"), "ok", "network.domain 'a..b': label '' is not a DNS label"),
     (NetworkConfig(domain=""), "ok", "network.domain '' must have 1 to 200 characters"),
-    (NetworkConfig(children=(ChildHostConfig("kid", ("nope",)),)), "ok",
-     "network.children: kid: 'nope' does not appear to be an IPv4 or IPv6 address"),
-    (NetworkConfig(children=(ChildHostConfig("kid", ("10.0.0.1",)),
-                             ChildHostConfig("KID", ("10.0.0.2",)))), "ok",
+    (NetworkConfig(children=(PeerHostConfig("kid", ("nope",)),)), "ok",
+     "network.children: kid: addresses: 'nope' does not appear to be an IPv4 or IPv6 address"),
+    (NetworkConfig(children=(PeerHostConfig("kid", ("10.0.0.1",)),
+                             PeerHostConfig("KID", ("10.0.0.2",)))), "ok",
      "network.children: kid is listed twice"),
 ])
 def test_bad_names(config: NetworkConfig, machine: str, message: str) -> None:
