@@ -48,8 +48,7 @@ class Peer:
 
     @property
     def where(self) -> str:
-        """How the configuration names it, for error messages."""
-        return f"network.children: {self.name}" if self.role == CHILD else "network.parent"
+        return _where(self.name, self.role)
 
     def next_hop(self, subnet: Network) -> IPAddress | None:
         return next((a for a in self.via if a.version == subnet.version), None)
@@ -84,8 +83,13 @@ def _first_address(subnet: Network) -> IPAddress:
     return subnet.network_address + 1
 
 
-def make_peer(config: PeerHostConfig, name: str, role: str, zone: str) -> Peer:
-    where = f"network.children: {name}" if role == CHILD else "network.parent"
+def _where(name: str, role: str) -> str:
+    """How the configuration names a peer, for error messages."""
+    return f"network.children: {name}" if role == CHILD else "network.parent"
+
+
+def _make_peer(config: PeerHostConfig, name: str, role: str, zone: str) -> Peer:
+    where = _where(name, role)
     via = _addresses(config.via, f"{where}: via")
     listed = _networks(config.subnets, where)
     servers = _addresses(config.addresses, f"{where}: addresses")
@@ -112,12 +116,12 @@ def validate_peers(config: NetworkConfig, host: str, domain: str) -> tuple[Peer,
         if name in seen:
             raise UserError(f"network.children: {name} is listed twice")
         seen.add(name)
-        peers.append(make_peer(child, name, CHILD, f"{name}.{origin}"))
+        peers.append(_make_peer(child, name, CHILD, f"{name}.{origin}"))
     if config.parent is not None:
         if "." not in domain:
             raise UserError(f"network.parent: this host's domain {domain!r} must be the "
                             "parent's zone (<parent>.<its domain>)")
-        peers.append(make_peer(config.parent, domain.split(".", 1)[0], PARENT, domain))
+        peers.append(_make_peer(config.parent, domain.split(".", 1)[0], PARENT, domain))
     return tuple(peers)
 
 
