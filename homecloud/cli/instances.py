@@ -169,7 +169,7 @@ def list_instances(args: argparse.Namespace) -> int:
         rows.append([i["name"], state, i["image"], ago(i["created"]),
                      f"{i['cpus']:g}" if i.get("cpus") else "-",
                      format_size(i["memory"]) if i.get("memory") else "-",
-                     i.get("ipv4") or "-",
+                     i.get("ipv4") or ("none" if i.get("network") == "none" else "-"),
                      " ".join(i["command"])[:40] if i.get("command") else "(boot)"])
     print_table(rows, ["NAME", "STATE", "IMAGE", "CREATED", "CPUS", "MEMORY", "IPV4",
                        "COMMAND"])

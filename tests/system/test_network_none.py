@@ -57,6 +57,9 @@ def test_no_address_name_or_rule(devhost: DevHost, lab: str, before: NetworkStat
         "none", None, None, [])
     listed = {i["name"]: i for i in devhost.hc("ls", json=True)}[lab]
     assert (listed["network"], listed["ipv4"], listed["state"]) == ("none", None, "running")
+    table = devhost.hc("ls").stdout.splitlines()
+    column = table[0].index("IPV4")  # cells are aligned under their headers
+    assert [line[column:].split()[0] for line in table if line.startswith(f"{lab} ")] == ["none"]
     assert lab not in {i["name"] for i in devhost.hc("network", "ls", json=True)["instances"]}
     assert not [r for r in devhost.hc("dns", "ls", json=True)
                 if r["name"].split(".")[0] == lab]
