@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from homecloud.devhost import procs
+from homecloud.devhost import cgroups, procs
 from homecloud.devhost.host import DevHost
 from homecloud.devhost.netplan import DEVHOST_NETWORK, DevHostAddress, NetworkPlan
 from homecloud.devhost.network import (
@@ -359,6 +359,7 @@ def _release(paths: DevHostPaths) -> None:
     for mount in procs.mounts_under(paths.root):
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
     remove_host_link(paths.name)
+    cgroups.remove(paths.name)
     # nspawn removes this itself when it exits normally, not when it is killed.
     propagate = NSPAWN_PROPAGATE_DIR / paths.name
     if propagate.is_dir() and not procs.mounts_under(propagate):

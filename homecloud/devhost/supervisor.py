@@ -17,6 +17,7 @@ import sys
 import time
 from types import FrameType
 
+from homecloud.devhost import cgroups
 from homecloud.devhost.netplan import DEVHOST_NETWORK
 from homecloud.devhost.network import configure_guest, ensure_machine_network, wait_for_guest_link
 from homecloud.devhost.procs import container_init, write_pid
@@ -92,8 +93,11 @@ def supervise(paths: DevHostPaths) -> int:
             _log(f"starting {spec.name}")
             if spec.bridged:  # nspawn needs the bridge; someone may have removed it
                 ensure_machine_network(DEVHOST_NETWORK)
+            cgroups.remove(spec.name)  # left by the guest before a reboot, or a killed one
+            # In its own cgroup, not ours: see cgroups.py. (preexec_fn is safe: no threads.)
             current = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sys.stdout,
-                                       stderr=subprocess.STDOUT)
+                                       stderr=subprocess.STDOUT,
+                                       preexec_fn=lambda: cgroups.enter(spec.name))
             write_pid(paths.nspawn_pid, current.pid)
             if paths.stopping.exists():  # a SIGTERM came before `current` was set
                 current.send_signal(signal.SIGTERM)
@@ -112,6 +116,7 @@ def supervise(paths: DevHostPaths) -> int:
                 break
             _log("the guest asked for a reboot: starting it again")
     finally:
+        cgroups.remove(spec.name)
         paths.network_ready.unlink(missing_ok=True)
         paths.nspawn_pid.unlink(missing_ok=True)
         paths.supervisor_pid.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """Checks shared by the system tests that drive `hc` in a dev host: a command's one-line error,
-nothing left behind by a failed or removed instance, copying an image between dev hosts, and
-running the agent with more configuration for a while."""
+nothing left behind by a failed or removed instance, building or copying an image into a dev
+host, and running the agent with more configuration for a while."""
 
 from __future__ import annotations
 
@@ -57,6 +57,14 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def ensure_busybox(host: DevHost) -> str:
+    """The busybox image in ``host`` (built through its agent if missing, a few seconds); kept
+    for the other tests of the session."""
+    if not any(i["name"] == "busybox" for i in host.hc("image", "ls", json=True)):
+        host.hc("image", "build", "busybox", "-q")
+    return "busybox"
 
 
 def copy_image(source: DevHost, target: DevHost, image: str) -> None:

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_checks import POOL, assert_nothing_left, copy_image, hc_fails, wait_for
+from cli_checks import (
+    POOL,
+    assert_nothing_left,
+    copy_image,
+    ensure_busybox,
+    hc_fails,
+    wait_for,
+)
 
 from homecloud import devhost as devhosts
 from homecloud.devhost import DevHost
@@ -197,9 +204,7 @@ def test_stop_start_restart_rm(web: Booted, devhost: DevHost) -> None:
 
 @pytest.fixture(scope="module")
 def busybox(devhost: DevHost) -> str:
-    if not any(i["name"] == "busybox" for i in devhost.hc("image", "ls", json=True)):
-        devhost.hc("image", "build", "busybox", "-q")
-    return "busybox"
+    return ensure_busybox(devhost)
 
 
 @pytest.fixture

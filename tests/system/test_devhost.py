@@ -22,9 +22,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from cli_checks import assert_nothing_left, ensure_busybox
 
 from homecloud import devhost as devhosts
-from homecloud.devhost import network, procs
+from homecloud.devhost import cgroups, network, procs
 from homecloud.devhost.netplan import DEVHOST_NETWORK, NetworkPlan
 from homecloud.devhost.spec import STATE_ROOT, DevHostPaths
 from homecloud.errors import HostError
@@ -96,6 +97,8 @@ def assert_gone(name: str) -> None:
     assert not paths.root.exists()
     assert not Path(f"/run/systemd/nspawn/propagate/{name}").exists()
     assert procs.mounts_under(paths.root) == []
+    assert not any((hierarchy / cgroups.devhost_cgroup(name).relative_to("/")).exists()
+                   for hierarchy in cgroups.writable_hierarchies())
 
 
 @pytest.fixture
@@ -132,6 +135,43 @@ def test_each_dev_host_has_its_own_state_dir(devhost: devhosts.DevHost,
         assert (devhost.paths.state / Path(marker).name).read_text() == "one\n"
     finally:
         devhost.run("rm", "-f", marker)
+
+
+def systemd_cgroups(pid: int) -> dict[str, str]:
+    """The cgroup of ``pid`` in the hierarchies a dev host's systemd writes (named systemd and
+    unified), as the machine sees them."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    return {hierarchy: path for _, hierarchy, path in (line.split(":", 2) for line in lines)
+            if hierarchy in ("name=systemd", "")}
+
+
+def test_same_named_units_in_two_dev_hosts_are_separate(devhost: devhosts.DevHost,
+                                                       second_devhost: devhosts.DevHost) -> None:
+    """Each dev host's systemd has a cgroup tree of its own: an instance running in one does
+    not keep the stopped instance of the same name in the other from unloading its unit (they
+    once shared /payload/hc.slice/hc-NAME.service, and `hc start` failed with "unit ... already
+    exists")."""
+    hosts = (devhost, second_devhost)
+    roots = [systemd_cgroups(host.pid) for host in hosts]
+    for host, root in zip(hosts, roots, strict=True):
+        init_scope = cgroups.devhost_cgroup(host.name) / "payload" / "init.scope"
+        assert set(root.values()) == {str(init_scope)}, root
+    name = f"cg-{uuid.uuid4().hex[:8]}"
+    unit = f"hc-{name}.service"
+    try:
+        for host in hosts:
+            host.hc("run", ensure_busybox(host), "--name", name, "-d", "--", "sleep", "1000")
+        second_devhost.hc("stop", name)
+        load = second_devhost.run("systemctl", "show", "-p", "LoadState", "--value", unit)
+        assert load.stdout.strip() == "not-found"
+        second_devhost.hc("start", name)
+        for host in hosts:
+            assert host.run("systemctl", "is-active", unit).stdout.strip() == "active"
+            assert {i["name"]: i["state"] for i in host.hc("ls", json=True)}[name] == "running"
+    finally:
+        for host in hosts:
+            host.hc("rm", "-f", name, check=False)
+            assert_nothing_left(host, name)
 
 
 def test_homecloud_is_installed_inside(devhost: devhosts.DevHost) -> None:
