@@ -59,8 +59,11 @@ def unpacked_package() -> Path:
         return tree
     DEBS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=DEBS, prefix=".download-") as scratch:
-        error = _run("apt-get", "download", "-q", "-o", "APT::Sandbox::User=root",
-                     f"{PACKAGE}={version}", cwd=Path(scratch))
+        download = ("apt-get", "download", "-q", "-o", "APT::Sandbox::User=root",
+                    f"{PACKAGE}={version}")
+        error = _run(*download, cwd=Path(scratch))
+        if error and _run("apt-get", "update", "-q") is None:  # stale or no package lists
+            error = _run(*download, cwd=Path(scratch))
         if error:
             pytest.skip(f"cannot download {PACKAGE} {version} (no network?): {error}")
         deb = next(Path(scratch).glob("*.deb"))
