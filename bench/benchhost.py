@@ -3,6 +3,8 @@ benchmark's own, booted for the run and removed after it unless asked to keep it
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,3 +37,24 @@ def bench_devhost(name: str | None, own_name: str, keep: bool,
         else:
             progress(f"removing dev host {own_name}")
             devhosts.shutdown(own_name)
+
+
+def devhost_arguments(parser: argparse.ArgumentParser, own_name: str) -> None:
+    """--devhost, --keep and --json, as every benchmark that measures in a dev host has them."""
+    parser.add_argument("--devhost", metavar="NAME",
+                        help="measure in this running dev host (left running) instead of "
+                        f"booting {own_name}")
+    parser.add_argument("--keep", action="store_true",
+                        help=f"leave the dev host {own_name} running afterwards")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def parse_root_arguments(parser: argparse.ArgumentParser, counter: str) -> argparse.Namespace:
+    """The arguments, refusing to go on without root (dev hosts) or with ``counter`` (the
+    repetitions option's name, e.g. "reps") below 1."""
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        parser.error("needs root (dev hosts)")
+    if getattr(args, counter) < 1:
+        parser.error(f"--{counter} must be at least 1")
+    return args

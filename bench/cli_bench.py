@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from benchhost import bench_devhost
+from benchhost import bench_devhost, devhost_arguments, parse_root_arguments
 from timing import interleaved, percentile, timed
 
 from homecloud.devhost import DevHost
@@ -113,16 +112,8 @@ def print_report(result: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="runs per way (default 30)")
-    parser.add_argument("--devhost", metavar="NAME",
-                        help="a running dev host to measure in (default: boot bench-cli)")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the dev host this run booted running")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("needs root (dev hosts)")
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
+    devhost_arguments(parser, DEFAULT_DEVHOST)
+    args = parse_root_arguments(parser, "runs")
     try:
         result = run(args.devhost, args.runs, args.keep)
     except HomecloudError as exc:

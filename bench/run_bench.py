@@ -46,7 +46,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchhost import bench_devhost, log
+from benchhost import bench_devhost, devhost_arguments, log, parse_root_arguments
 from timing import interleaved, p50_p95_ms
 
 from homecloud import devhost as devhosts
@@ -449,17 +449,8 @@ def main() -> int:
                         help="repetitions per measurement (default 20)")
     parser.add_argument("--parallel", type=int, default=20,
                         help="containers in the concurrency test (default 20; 0 skips it)")
-    parser.add_argument("--devhost", metavar="NAME",
-                        help="measure in this running dev host (left running) instead of "
-                        f"booting {DEVHOST}")
-    parser.add_argument("--keep", action="store_true",
-                        help=f"leave the dev host {DEVHOST} running afterwards")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("needs root (dev hosts)")
-    if args.reps < 1:
-        parser.error("--reps must be at least 1")
+    devhost_arguments(parser, DEVHOST)
+    args = parse_root_arguments(parser, "reps")
     try:
         with bench_devhost(args.devhost, DEVHOST, args.keep) as host:
             guest = Guest.of(host)
