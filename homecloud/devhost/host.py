@@ -166,6 +166,12 @@ class DevHost:
             return None
         return result.stdout.strip() or None
 
+    def failed_units(self) -> list[str]:
+        """The units that failed inside (what makes its state "degraded")."""
+        result = self.run("systemctl", "list-units", "--failed", "--plain", "--no-legend",
+                          check=False, timeout=10)
+        return [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+
     def status(self) -> dict[str, Any]:
         init = self.init_pid()
         return {

@@ -169,6 +169,8 @@ def boot(name: str, *, checkout: Path | None = None, venv: Path | None = None,
             _start_supervisor(paths, spec)
             host = DevHost(paths, spec)
             state = wait_ready(host, deadline)
+            if state == "degraded":  # say which: often a service of the machine's own
+                state += f": failed {', '.join(host.failed_units()) or 'units'}"
             progress(f"dev host {name} is up ({state})")
             if setup:
                 progress(f"installing homecloud inside {name}")

@@ -231,6 +231,17 @@ def test_commands_inside_get_input_exit_code_and_user(devhost: devhosts.DevHost)
     assert hc_devhost("exec", devhost.name, "--", "sh", "-c", "exit 7", check=False).returncode == 7
 
 
+def test_failed_units_inside_are_named(devhost: devhosts.DevHost) -> None:
+    """What `hc-devhost up` prints after "degraded"."""
+    unit = f"hct-fails-{os.getpid()}.service"
+    devhost.run("systemd-run", f"--unit={unit}", "--wait", "false", check=False)
+    try:
+        assert unit in devhost.failed_units()
+    finally:
+        devhost.run("systemctl", "reset-failed", unit, check=False)
+    assert unit not in devhost.failed_units()
+
+
 def test_loop_mounts_work_inside(devhost: devhosts.DevHost) -> None:
     image = f"/var/lib/homecloud/loop-{uuid.uuid4().hex[:8]}.img"
     mountpoint = f"/run/{Path(image).stem}"
