@@ -136,6 +136,17 @@ def check_overlaps(peers: Sequence[Peer], own: Sequence[Network]) -> None:
             taken.append((subnet, f"the subnet of {peer.name}"))
 
 
+def check_instance_names(peers: Sequence[Peer], instances: Iterable[str]) -> None:
+    """Refuse an instance named like a child host: both would be ``<name>.<our zone>``."""
+    children = {p.name: p for p in peers if p.role == CHILD}
+    for name in sorted(instances):
+        child = children.get(name)
+        if child is not None:
+            raise UserError(f"instance name {name!r} is taken by a child host "
+                            f"(network.children): {child.zone} is delegated to it; choose "
+                            "another name")
+
+
 def peer_routes(peers: Iterable[Peer]) -> list[PeerRoute]:
     """The routes to the peers' subnets, for those with a next hop."""
     routes = []

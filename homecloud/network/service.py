@@ -37,7 +37,7 @@ from homecloud.network.guest import (
     unplumb_instance,
 )
 from homecloud.network.links import ensure_bridge, link_exists
-from homecloud.network.peers import check_overlaps, peer_routes
+from homecloud.network.peers import check_instance_names, check_overlaps, peer_routes
 from homecloud.network.plan import (
     InstanceAddresses,
     NetworkPlan,
@@ -132,6 +132,7 @@ class NetworkService:
                                  self.records.stored_subnets(bridge), taken,
                                  self.records.leases_in)
         check_overlaps(names.peers, (subnets.subnet4, subnets.subnet6.supernet(new_prefix=48)))
+        check_instance_names(names.peers, self.records.holders())
         self.records.save_subnets(bridge, subnets)
         return NetworkPlan(bridge, subnets.subnet4, subnets.subnet6, names)
 
@@ -193,9 +194,9 @@ class NetworkService:
 
     # -- instances ------------------------------------------------------------------------------
     def check_ports(self, instance: str, ports: Sequence[PortMapping]) -> None:
-        """Refuse, before anything is made, host ports given twice, published by another
-        instance or in use on the host."""
-        self.plan  # noqa: B018 - no network, no ports: say why first
+        """Refuse, before anything is made, a name a child host has, and host ports given
+        twice, published by another instance or in use on the host."""
+        check_instance_names(self.plan.names.peers, [instance])  # no network: why, first
         check_unique(ports)
         check_not_published(instance, ports, self.records.published())
         for mapping in ports:

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from cli_checks import agent_config, copy_image
+from cli_checks import agent_config, assert_nothing_left, copy_image, hc_fails
 from guestweb import BUSYBOX_BIND, in_guest_tcp, serve_page
+from netstate import unchanged_network
 
 from homecloud.devhost import DevHost
 from homecloud.network.addresses import ula_prefix
@@ -197,3 +198,14 @@ def test_an_unreachable_next_hop_is_reported_and_routes_nothing(cloud: Cloud) ->
         report = alpha.hc("doctor", json=True, check=False)
         failed = {c["name"]: c for c in report["checks"] if c["status"] == "fail"}
         assert "203.0.113.9" in failed["peers"]["detail"] and failed["peers"]["fix"]
+
+
+def test_an_instance_named_like_a_child_host_is_refused(cloud: Cloud) -> None:
+    alpha = cloud.alpha
+    with unchanged_network(alpha):
+        hc_fails(alpha, "run", "-q", "debian", "--name", "beta",
+                 message="instance name 'beta' is taken by a child host (network.children): "
+                 "beta.alpha.home.arpa is delegated to it; choose another name")
+    assert_nothing_left(alpha, "beta")
+    # The delegation still works.
+    assert short(alpha, ALPHA_DNS, cloud.web_b.fqdn, "A") == cloud.web_b.ipv4

@@ -9,7 +9,12 @@ import pytest
 from homecloud.config import NetworkConfig, PeerHostConfig
 from homecloud.errors import UserError
 from homecloud.network.addresses import ula_prefix
-from homecloud.network.peers import check_overlaps, peer_routes, validate_peers
+from homecloud.network.peers import (
+    check_instance_names,
+    check_overlaps,
+    peer_routes,
+    validate_peers,
+)
 
 
 def peers(**config):  # type: ignore[no-untyped-def]
@@ -69,3 +74,15 @@ def test_overlapping_subnets_are_refused() -> None:
                                         r"this host's subnet 10.7.0.0/16"):
         check_overlaps(two[:1], (ip_network("10.7.0.0/16"),))
     check_overlaps(two[:1], (ip_network("10.8.0.0/24"), ip_network("fd00::/48")))
+
+
+def test_an_instance_may_not_take_a_child_hosts_name() -> None:
+    family = peers(domain="alpha.home.arpa",
+                   children=(PeerHostConfig("kid", addresses=("10.0.0.9",)),),
+                   parent=PeerHostConfig(addresses=("10.0.0.1",)))
+    check_instance_names(family, ["web", "alpha"])  # the parent's name is not in our zone
+    with pytest.raises(UserError) as info:
+        check_instance_names(family, ["web", "kid"])
+    assert info.value.message == (
+        "instance name 'kid' is taken by a child host (network.children): "
+        "kid.beta.alpha.home.arpa is delegated to it; choose another name")
