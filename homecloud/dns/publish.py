@@ -45,10 +45,11 @@ def zone_description(plan: NetworkPlan, members: Sequence[Member],
             tuple(ServiceRecord(p.protocol, p.host_port, p.guest_port) for p in m.ports))
             for m in members),
         children=tuple(ChildHost(p.name, p.servers) for p in names.peers if p.role == CHILD),
-        forwards=tuple(_forwardings(names.peers)))
+        forwards=tuple(peer_forwardings(names.peers)))
 
 
-def _forwardings(peers: Sequence[Peer]) -> list[Forwarding]:
+def peer_forwardings(peers: Sequence[Peer]) -> list[Forwarding]:
+    """The zones peer hosts serve outside ours: the parent's, and their reverse zones."""
     forwards = []
     for peer in peers:
         if peer.role == PARENT:

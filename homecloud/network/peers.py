@@ -100,8 +100,11 @@ def _make_peer(config: PeerHostConfig, name: str, role: str, zone: str) -> Peer:
             if not any(a.version == subnet.version for a in via):
                 raise UserError(f"{where}: no IPv{subnet.version} address in 'via' to route "
                                 f"{subnet} through")
-    derived = (ula_prefix(name),) if any(a.version == 6 for a in via) else ()
-    subnets = listed + tuple(d for d in derived if not any(d.overlaps(s) for s in listed))
+    subnets = listed
+    if any(a.version == 6 for a in via):  # its /48 follows from its name, unless listed
+        prefix = ula_prefix(name)
+        if not any(prefix.overlaps(s) for s in listed):
+            subnets += (prefix,)
     return Peer(name, role, zone, servers, via, subnets)
 
 

@@ -39,6 +39,11 @@ class Names:
     def origin(self) -> str:
         return f"{self.host}.{self.domain}"
 
+    @property
+    def peer_subnets(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """Every peer host's instance subnets."""
+        return tuple(s for p in self.peers for s in p.subnets)
+
 
 @dataclass(frozen=True)
 class InstanceAddresses:

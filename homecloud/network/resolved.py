@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
+from homecloud.dns.publish import peer_forwardings
 from homecloud.dns.zone import reverse_zone_names
 from homecloud.errors import HomecloudError, HostError
-from homecloud.network.peers import PARENT
 from homecloud.network.plan import NetworkPlan
 from homecloud.systemd.bus import SystemBus
 
@@ -57,10 +57,7 @@ class LinkDns:
         # Ours, then what hc-dns asks peer hosts for (the parent's zone, their reverse zones).
         zones = [plan.names.origin, *reverse_zone_names(plan.subnet4),
                  *reverse_zone_names(plan.subnet6)]
-        for peer in plan.names.peers:
-            if peer.role == PARENT:
-                zones.append(peer.zone)
-            zones += [zone for subnet in peer.subnets for zone in reverse_zone_names(subnet)]
+        zones += [forwarding.zone for forwarding in peer_forwardings(plan.names.peers)]
         return cls(servers=plan.gateways, domains=tuple(dict.fromkeys(zones)))
 
     def calls(self, ifindex: int) -> list[Call]:

@@ -26,8 +26,7 @@ def _ours(ipr: Any) -> dict[RouteKey, Any]:
     found: dict[RouteKey, Any] = {}
     for family in (socket.AF_INET, socket.AF_INET6):
         for message in ipr.get_routes(family=family, table=MAIN_TABLE, proto=ROUTE_PROTOCOL):
-            if message["proto"] == ROUTE_PROTOCOL:
-                found[(int(family), message.get_attr("RTA_DST"), message["dst_len"])] = message
+            found[(int(family), message.get_attr("RTA_DST"), message["dst_len"])] = message
     return found
 
 

@@ -37,7 +37,12 @@ from homecloud.network.guest import (
     unplumb_instance,
 )
 from homecloud.network.links import ensure_bridge, link_exists
-from homecloud.network.peers import check_instance_names, check_overlaps, peer_routes
+from homecloud.network.peers import (
+    PeerRoute,
+    check_instance_names,
+    check_overlaps,
+    peer_routes,
+)
 from homecloud.network.plan import (
     InstanceAddresses,
     NetworkPlan,
@@ -51,6 +56,7 @@ from homecloud.network.ports import (
     check_unique,
 )
 from homecloud.network.records import Member, NetworkRecords
+from homecloud.network.resolved import register_bridge
 from homecloud.network.routes import Route, read_routes
 from homecloud.network.routing import ROUTE_PROTOCOL, sync_routes
 from homecloud.network.subnets import decide_subnets
@@ -98,13 +104,13 @@ class NetworkService:
         except HomecloudError as exc:
             self._plan, self.error = None, exc
             log.error("network: %s", exc.message)
-            self._unroute()
+            self._route_to_peers(())  # none of an earlier configuration's routes stay
             return None
         except Exception as exc:  # the kernel refused something (netlink, /proc/sys)
             log.exception("network: set-up failed")
             self._plan = None
             self.error = HostError(f"cannot set up the network: {type(exc).__name__}: {exc}")
-            self._unroute()
+            self._route_to_peers(())
             return None
         self._ensure_dns_server()
         self.refresh_dns_quietly()
@@ -127,7 +133,7 @@ class NetworkService:
         # subnet, the peers' subnets count as taken, routed yet or not.
         taken = [r for r in read_routes() if r.protocol != ROUTE_PROTOCOL]
         if self.config.subnet4 is None:
-            taken += [Route(s) for p in names.peers for s in p.subnets]
+            taken += [Route(s) for s in names.peer_subnets]
         subnets = decide_subnets(bridge, names.host, self.config.subnet4,
                                  self.records.stored_subnets(bridge), taken,
                                  self.records.leases_in)
@@ -143,26 +149,16 @@ class NetworkService:
         ensure_bridge(plan.bridge, plan.bridge_interfaces)
         # Connections from the host to 127.0.0.1:PORT reach published ports.
         enable_route_localnet(plan.bridge)
-        from homecloud.network.resolved import register_bridge  # the host's resolver, if any
         register_bridge(plan, None if self.systemd is None else self.systemd.bus)
-        self.route_to_peers(plan)
+        self._route_to_peers(peer_routes(plan.names.peers))
         self._applied = None  # apply the firewall again, whatever was there
 
-    def _unroute(self) -> None:
-        """No network, no routes to peers: a configuration that could not be applied leaves
-        none of an earlier one behind."""
+    def _route_to_peers(self, routes: Sequence[PeerRoute]) -> None:
+        """Make our routes to peer hosts exactly ``routes``. A next hop not reachable yet (the
+        uplink comes up later) is a warning, not a network down: `hc doctor` shows it, and
+        the next instance creation tries again."""
         try:
-            for change in sync_routes(()):
-                log.info("network: %s", change)
-        except Exception as exc:  # nothing more to do about it than say so
-            log.warning("network: cannot remove routes to peer hosts: %s", exc)
-
-    def route_to_peers(self, plan: NetworkPlan) -> None:
-        """Routes to the peer hosts' subnets. A next hop not reachable yet (the uplink comes
-        up later) is a warning, not a network down: `hc doctor` shows it, and the next
-        instance creation tries again."""
-        try:
-            for change in sync_routes(peer_routes(plan.names.peers)):
+            for change in sync_routes(routes):
                 log.info("network: %s", change)
             self.routes_error = None
         except HomecloudError as exc:
@@ -181,7 +177,7 @@ class NetworkService:
         """Re-create the bridge if someone removed it, and plug every instance back in."""
         plan = self.plan
         if self.routes_error is not None:
-            self.route_to_peers(plan)
+            self._route_to_peers(peer_routes(plan.names.peers))
         if (SYS_NET / plan.bridge).exists():
             return
         with self._bridge_lock:
@@ -276,7 +272,7 @@ class NetworkService:
         plan = self.plan
         return firewall.FirewallConfig(
             bridge=plan.bridge, subnet4=plan.subnet4, subnet6=plan.subnet6,
-            peers=tuple(s for p in plan.names.peers for s in p.subnets),
+            peers=plan.names.peer_subnets,
             instances=tuple(firewall.InstanceFirewall(m.name, m.addresses.ipv4,
                                                       m.addresses.ipv6, m.ports)
                             for m in self.members()))
