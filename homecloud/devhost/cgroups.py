@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path, PurePosixPath
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -44,15 +45,23 @@ def enter(name: str, root: Path = CGROUP_ROOT) -> None:
         (directory / "cgroup.procs").write_text("0")
 
 
-def remove(name: str, root: Path = CGROUP_ROOT) -> None:
+def remove(name: str, root: Path = CGROUP_ROOT, wait: float = 0.0) -> None:
     """Remove the dev host's cgroups that are empty (all of them once its guest is gone), so a
-    restarted guest does not find its predecessor's cgroups."""
-    for hierarchy in writable_hierarchies(root):
-        top = _directory(hierarchy, name)
-        if not top.is_dir():
-            continue
-        # Deepest first: a cgroup goes only once its children have.
-        for directory, _subdirs, _files in os.walk(top, topdown=False):
-            # One that still has processes stays (and so do its parents).
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
+    restarted guest does not find its predecessor's cgroups. Killed processes leave their
+    cgroup only once fully gone: ``wait`` gives them that many seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = False
+        for hierarchy in writable_hierarchies(root):
+            top = _directory(hierarchy, name)
+            if not top.is_dir():
+                continue
+            # Deepest first: a cgroup goes only once its children have.
+            for directory, _subdirs, _files in os.walk(top, topdown=False):
+                # One that still has processes stays (and so do its parents).
+                with contextlib.suppress(OSError):
+                    os.rmdir(directory)
+            left = left or top.is_dir()
+        if not left or time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)

@@ -46,6 +46,8 @@ READY_STATES = ("running", "degraded")
 NSPAWN_PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 # Pools, image builds and tests in every dev host share the machine's loop devices.
 MIN_LOOP_DEVICES = 32
+# The guest's processes are killed by now, but a cgroup empties only once they are fully gone.
+CGROUP_RELEASE_WAIT = 5.0
 # Services the machine has enabled that must not start in a dev host: dnsmasq (installed for
 # the DNS benchmark, which runs its own) would take port 53 in the dev host's network namespace
 # from homecloud's DNS server.
@@ -361,7 +363,7 @@ def _release(paths: DevHostPaths) -> None:
     for mount in procs.mounts_under(paths.root):
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
     remove_host_link(paths.name)
-    cgroups.remove(paths.name)
+    cgroups.remove(paths.name, wait=CGROUP_RELEASE_WAIT)
     # nspawn removes this itself when it exits normally, not when it is killed.
     propagate = NSPAWN_PROPAGATE_DIR / paths.name
     if propagate.is_dir() and not procs.mounts_under(propagate):
