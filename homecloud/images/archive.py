@@ -12,14 +12,13 @@ from __future__ import annotations
 import enum
 import io
 import lzma
-import subprocess
 import tarfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, Self, cast
 
-from homecloud.images.tools import require_tool
+from homecloud.tools import ToolFailed, read_tool, require_tool
 
 HEAD_SIZE = tarfile.BLOCKSIZE  # enough for every magic and one tar header
 _CHUNK = 1 << 20
@@ -102,21 +101,11 @@ def _zstd_stream(source: BinaryIO) -> Iterator[BinaryIO]:
     zstd = require_tool("zstd", "zstd")
     # zstd reads the source's file descriptor itself; its offset, shared with ours, shows how
     # far it has read.
-    process = subprocess.Popen([zstd, "-dc", "-q"], stdin=source.fileno(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout is not None and process.stderr is not None
     try:
-        yield process.stdout  # type: ignore[misc]
-        process.stdout.read()  # the caller drained it; this only waits for EOF
-        error = process.stderr.read().decode(errors="replace").strip()
-        if process.wait() != 0:
-            raise CorruptArchive(error.splitlines()[-1] if error else "zstd failed")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
+        with read_tool([zstd, "-dc", "-q"], source.fileno()) as stream:
+            yield stream
+    except ToolFailed as exc:
+        raise CorruptArchive(str(exc)) from None
 
 
 @contextmanager

@@ -20,9 +20,10 @@ from homecloud.images.extract import extract_tar
 from homecloud.images.members import UnsafeMember
 from homecloud.images.progress import Progress, ProgressCallback, ignore_progress
 from homecloud.images.publish import out_of_space, publish_image
-from homecloud.images.tools import mentions_full_disk, require_tool, run_tool
+from homecloud.images.tools import mentions_full_disk
 from homecloud.names import validate_name
 from homecloud.storage.base import Dataset, StorageDriver
+from homecloud.tools import follow_tool, require_tool
 
 FORMATS = ".tar, .tar.gz, .tar.xz, .tar.zst or .tar.bz2"
 _MIN_STEP = 64 << 10  # report progress at most every 64 KiB read...
@@ -106,7 +107,7 @@ def _copy_directory(source: Path, root: Path, progress: ProgressCallback) -> Non
         copied += 1
         meter.update(copied)
 
-    result = run_tool([cp, "-a", "-v", "--reflink=auto", "--", f"{source}/.", f"{root}/"],
+    result = follow_tool([cp, "-a", "-v", "--reflink=auto", "--", f"{source}/.", f"{root}/"],
                       on_line)
     if result.returncode != 0:
         if mentions_full_disk(result.tail):

@@ -1,5 +1,12 @@
 """Copy-on-write storage pools: one driver interface, one module per driver."""
 
-from homecloud.storage.base import Dataset, PoolUsage, Snapshot, StorageDriver
+from homecloud.storage.base import (
+    Capabilities,
+    Dataset,
+    PoolUsage,
+    Snapshot,
+    StorageDriver,
+    Volume,
+)
 
-__all__ = ["Dataset", "PoolUsage", "Snapshot", "StorageDriver"]
+__all__ = ["Capabilities", "Dataset", "PoolUsage", "Snapshot", "StorageDriver", "Volume"]

@@ -6,6 +6,12 @@ read-only, snapshotted, rolled back, sent as a stream and received from one. The
 ZFS's shape (``pool/dataset@snapshot``) so a ZFS driver maps onto them directly; other drivers
 lay them out as directories under the pool root.
 
+A dataset may hold a *block volume*: a VM's disk, sparse, sized and grown on request. It is
+forked, snapshotted and sent with its dataset. Where it lives is the driver's business (a raw
+file inside the dataset, or a zvol); ``volume_path`` says what a hypervisor opens.
+
+Each driver declares its ``capabilities``; callers ask those, never the driver's name.
+
 Drivers are synchronous and thread-safe for operations on different datasets; the agent
 serialises operations on the same dataset.
 """
@@ -15,7 +21,7 @@ from __future__ import annotations
 import builtins
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -53,23 +59,50 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Volume:
+    dataset: str
+    path: Path  # what a hypervisor opens: a raw image file, or a block device
+    size: int  # bytes the guest sees
+    allocated: int  # bytes the pool holds for it now: less than size while it is sparse
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a driver can do; the agent and users read this instead of the driver's name."""
+
+    fast_fork: bool  # a fork shares data with its source instead of copying every byte
+    send_receive: bool  # snapshots travel as streams (full ones)
+    incremental_send: bool  # ... and as the difference from an earlier snapshot
+    block_volumes: bool  # a dataset can hold a VM's disk
+    enforced_readonly: bool  # the kernel refuses writes to a read-only dataset, not only a flag
+
+    def as_dict(self) -> dict[str, bool]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+@dataclass(frozen=True)
 class PoolUsage:
     driver: str
     path: Path
     size: int
     used: int
     free: int
+    capabilities: Capabilities
 
 
 class StorageDriver(ABC):
     """One copy-on-write backend. ``root`` is where the pool is mounted."""
 
     name: ClassVar[str]
-    # False for drivers whose fork copies every byte; the agent warns the user about those.
-    fast_fork: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities]
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @property
+    def fast_fork(self) -> bool:
+        """False for drivers whose fork copies every byte; the agent warns the user about those."""
+        return self.capabilities.fast_fork
 
     # -- datasets ----------------------------------------------------------------------------
     @abstractmethod
@@ -123,6 +156,23 @@ class StorageDriver(ABC):
     @abstractmethod
     def receive(self, name: str, snapshot: str, inp: BinaryIO) -> Snapshot:
         """Read a stream written by ``send`` of the same driver into ``name@snapshot``."""
+
+    # -- block volumes -----------------------------------------------------------------------
+    @abstractmethod
+    def create_volume(self, name: str, size: str | int) -> Volume:
+        """Create dataset ``name`` holding a sparse volume of ``size`` (bytes or "20G")."""
+
+    @abstractmethod
+    def volume(self, name: str) -> Volume:
+        """Describe the volume in dataset ``name``; NotFound if there is none."""
+
+    @abstractmethod
+    def resize_volume(self, name: str, size: str | int) -> Volume:
+        """Grow the volume in dataset ``name`` to ``size``; shrinking is refused."""
+
+    def volume_path(self, name: str) -> Path:
+        """What a hypervisor opens for the volume in dataset ``name``."""
+        return self.volume(name).path
 
     # -- pool --------------------------------------------------------------------------------
     @abstractmethod

@@ -7,6 +7,7 @@ btrfsutil: a subprocess would cost more than the snapshot itself. Only send and 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -18,10 +19,10 @@ from typing import BinaryIO, TypeVar
 import btrfsutil
 
 from homecloud.errors import NotFound, PoolFull, UserError
-from homecloud.storage.base import Dataset, Snapshot
+from homecloud.storage.base import Capabilities, Dataset, Snapshot, Volume
 from homecloud.storage.failures import os_failure, tool_failure
-from homecloud.storage.streams import read_stream, write_stream
 from homecloud.storage.tree import RESERVED, TreeDriver
+from homecloud.tools import pipe_tool
 
 # A subvolume's root directory always has this inode number (BTRFS_FIRST_FREE_OBJECTID).
 SUBVOLUME_INODE = 256
@@ -42,6 +43,8 @@ def is_subvolume(path: Path) -> bool:
 
 class BtrfsDriver(TreeDriver):
     name = "btrfs"
+    capabilities = Capabilities(fast_fork=True, send_receive=True, incremental_send=True,
+                                block_volumes=True, enforced_readonly=True)
 
     def _call(self, action: str, fn: Callable[[], T], *, missing: str | None = None,
               exists: str | None = None) -> T:
@@ -116,24 +119,29 @@ class BtrfsDriver(TreeDriver):
     def _move(self, src: Path, dst: Path) -> None:
         # Moving a read-only subvolume to another directory rewrites its '..': the kernel
         # refuses (EROFS), so lift the flag for the move.
-        readonly = src.parent != dst.parent and self._readonly(src)
-        if readonly:
-            self._set_readonly(src, False)
-        try:
+        if src.parent == dst.parent:
             super()._move(src, dst)
-        finally:
-            if readonly:
-                self._set_readonly(dst if is_subvolume(dst) else src, True)
+            return
+        with self._readonly_lifted(src, moved_to=dst):
+            super()._move(src, dst)
 
     def _swap(self, new: Path, path: Path) -> None:
-        readonly = self._readonly(path)  # both move directories, see _move
+        with self._readonly_lifted(path):  # both move directories, see _move
+            super()._swap(new, path)
+
+    @contextlib.contextmanager
+    def _readonly_lifted(self, path: Path, *, moved_to: Path | None = None) -> Iterator[None]:
+        """Make the subvolume at ``path`` writable for the body if it is read-only, and
+        read-only again afterwards: at ``moved_to`` if the body moved it there."""
+        readonly = self._readonly(path)
         if readonly:
             self._set_readonly(path, False)
         try:
-            super()._swap(new, path)
+            yield
         finally:
             if readonly:
-                self._set_readonly(path, True)
+                now = moved_to if moved_to is not None and is_subvolume(moved_to) else path
+                self._set_readonly(now, True)
 
     # -- space ----------------------------------------------------------------------------------
     def _when_space_frees(self, operation: Callable[[], T]) -> T:
@@ -173,6 +181,12 @@ class BtrfsDriver(TreeDriver):
 
     def snapshot(self, name: str, snapshot: str) -> Snapshot:
         return self._when_space_frees(lambda: super(BtrfsDriver, self).snapshot(name, snapshot))
+
+    def create_volume(self, name: str, size: str | int) -> Volume:
+        return self._when_space_frees(lambda: super(BtrfsDriver, self).create_volume(name, size))
+
+    def resize_volume(self, name: str, size: str | int) -> Volume:
+        return self._when_space_frees(lambda: super(BtrfsDriver, self).resize_volume(name, size))
 
     # -- datasets -------------------------------------------------------------------------------
     def list(self, prefix: str = "") -> list[Dataset]:
@@ -214,14 +228,14 @@ class BtrfsDriver(TreeDriver):
         argv = ["btrfs", "send", "-q"]
         if parent is not None:
             argv += ["-p", str(self._require_snapshot(name, parent))]
-        result = write_stream([*argv, str(path)], out)
+        result = pipe_tool([*argv, str(path)], out=out)
         if not result.ok:
             raise tool_failure(result.stderr, self.root, f"send {name}@{snapshot}")
 
     def _receive_into(self, work: Path, inp: BinaryIO, action: str) -> Path:
         # btrfs receive names the subvolume after the sender's snapshot, so it lands in a
         # private directory first.
-        result = read_stream(["btrfs", "receive", "-q", str(work)], inp)
+        result = pipe_tool(["btrfs", "receive", "-q", str(work)], inp=inp)
         received = [Path(entry.path) for entry in os.scandir(work)]
         if not result.ok:
             hint = ("; receive its parent snapshot first" if "parent" in result.stderr else "")

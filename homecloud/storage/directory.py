@@ -21,8 +21,8 @@ from homecloud.errors import Conflict, UserError
 from homecloud.storage.base import Dataset, Snapshot
 from homecloud.storage.failures import os_failure, tool_failure
 from homecloud.storage.fsutil import rename_noreplace
-from homecloud.storage.streams import read_stream, run_tool, write_stream
 from homecloud.storage.tree import META_DIR, TreeDriver, remove_plain_tree, split_name
+from homecloud.tools import pipe_tool, run_tool
 
 META_SUFFIX = ".json"
 # Keep ownership, modes, xattrs and ACLs of a root file system across send/receive.
@@ -169,19 +169,19 @@ class DirectoryDriver(TreeDriver):
     # -- streams --------------------------------------------------------------------------------
     def send(self, name: str, snapshot: str, out: BinaryIO, *, parent: str | None = None) -> None:
         path = self._require_snapshot(name, snapshot)
-        if parent is not None:
+        if parent is not None and not self.capabilities.incremental_send:
             raise UserError(f"incremental send needs the btrfs or zfs driver; this pool uses "
                             f"{self.name}: send {name}@{snapshot} in full instead")
-        result = write_stream(["tar", "-C", str(path), "--create", "--file=-", "--sparse",
-                               *TAR_OPTIONS, "."], out)
+        result = pipe_tool(["tar", "-C", str(path), "--create", "--file=-", "--sparse",
+                            *TAR_OPTIONS, "."], out=out)
         if not result.ok:
             raise tool_failure(result.stderr, self.root, f"send {name}@{snapshot}")
 
     def _receive_into(self, work: Path, inp: BinaryIO, action: str) -> Path:
         tree = work / "tree"
         tree.mkdir()
-        result = read_stream(["tar", "-C", str(tree), "--extract", "--file=-",
-                              "--same-owner", "--same-permissions", *TAR_OPTIONS], inp)
+        result = pipe_tool(["tar", "-C", str(tree), "--extract", "--file=-",
+                            "--same-owner", "--same-permissions", *TAR_OPTIONS], inp=inp)
         if not result.ok:
             raise tool_failure(result.stderr, self.root, action, UserError)
         return tree

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from homecloud.errors import HostError
 from homecloud.files import write_if_changed
 from homecloud.storage.fsutil import fs_name, nearest_existing
 from homecloud.storage.mountunit import mount_unit_name, render_mount_unit
+from homecloud.tools import run_tool
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,8 @@ def prepare_image(image: Path, size: int) -> bool:
                         "a file that holds data)")
     if image.stat().st_size < size:
         os.truncate(image, size)  # blank: a fresh file, or one a crash left before formatting
-    result = subprocess.run(["mkfs.btrfs", "-q", "-L", POOL_LABEL, str(image)],
-                            capture_output=True, text=True, check=False)
-    if result.returncode != 0:
+    result = run_tool(["mkfs.btrfs", "-q", "-L", POOL_LABEL, str(image)], package="btrfs-progs")
+    if not result.ok:
         raise HostError(f"could not format the embedded pool {image}: "
                         f"{result.stderr.strip() or result.stdout.strip()}")
     log.info("formatted the embedded pool %s (%d bytes, sparse)", image, size)

@@ -19,20 +19,29 @@ import os
 import shutil
 import uuid
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from homecloud.errors import Conflict, NotFound, UserError
+from homecloud.sizes import format_size
 from homecloud.storage.base import (
     Dataset,
     PoolUsage,
     Snapshot,
     StorageDriver,
+    Volume,
     check_dataset_name,
 )
-from homecloud.storage.failures import os_failure
+from homecloud.storage.failures import free_bytes, os_failure, pool_full
 from homecloud.storage.fsutil import exchange, rename_noreplace
+from homecloud.storage.volumes import (
+    VOLUME_FILE,
+    check_growth,
+    grow_volume_file,
+    make_volume_file,
+    volume_size,
+)
 
 SNAPSHOTS_DIR = ".snapshots"
 WORK_DIR = ".work"
@@ -218,18 +227,8 @@ class TreeDriver(StorageDriver):
 
     # -- datasets -------------------------------------------------------------------------------
     def create(self, name: str) -> Dataset:
-        path, made = self._prepare(name, f"create dataset {name!r}")
-        try:
-            self._claim(name, False)
-            try:
-                self._make(name, path)
-            except BaseException:
-                self._release(name)
-                raise
-        except BaseException:
-            self._undo_parents(made)
-            raise
-        return self._describe(name, path)
+        return self._materialise(name, False, f"create dataset {name!r}",
+                                 lambda path: self._make(name, path))
 
     def fork(self, source: str, target: str, *, readonly: bool = False,
              snapshot: str | None = None) -> Dataset:
@@ -238,18 +237,25 @@ class TreeDriver(StorageDriver):
         else:
             src, what = self._require_snapshot(source, snapshot), f"{source}@{snapshot}"
         action = f"fork {what!r} to {target!r}"
-        dst, made = self._prepare(target, action)
+        return self._materialise(target, readonly, action, lambda dst: self._clone(
+            src, dst, readonly=readonly, action=action))
+
+    def _materialise(self, name: str, readonly: bool, action: str,
+                     make: Callable[[Path], None]) -> Dataset:
+        """Claim dataset ``name`` and have ``make`` build its tree at its path; if that fails,
+        drop the claim and the parent directories made for it."""
+        path, made = self._prepare(name, action)
         try:
-            self._claim(target, readonly)
+            self._claim(name, readonly)
             try:
-                self._clone(src, dst, readonly=readonly, action=action)
+                make(path)
             except BaseException:
-                self._release(target)
+                self._release(name)
                 raise
         except BaseException:
             self._undo_parents(made)
             raise
-        return self._describe(target, dst)
+        return self._describe(name, path)
 
     def get(self, name: str) -> Dataset:
         return self._describe(name, self._require(name))
@@ -383,6 +389,57 @@ class TreeDriver(StorageDriver):
                 raise
         return self._describe_snapshot(name, snapshot, dst)
 
+    # -- block volumes --------------------------------------------------------------------------
+    def create_volume(self, name: str, size: str | int) -> Volume:
+        self.path(name)  # a bad name is the first thing to say
+        nbytes = volume_size(size)
+        action = f"create volume {name!r} of {format_size(nbytes)}"
+        self._check_room(nbytes, action)
+        self.create(name)
+        try:
+            try:
+                make_volume_file(self.path(name) / VOLUME_FILE, nbytes)
+            except OSError as exc:
+                raise os_failure(exc, self.root, action) from exc
+        except BaseException:
+            self.destroy(name)
+            raise
+        return self.volume(name)
+
+    def volume(self, name: str) -> Volume:
+        path = self._require(name) / VOLUME_FILE
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise NotFound(f"dataset {name!r} holds no volume") from None
+        except OSError as exc:
+            raise os_failure(exc, self.root, f"read volume {name!r}") from exc
+        return Volume(dataset=name, path=path, size=st.st_size, allocated=st.st_blocks * 512)
+
+    def resize_volume(self, name: str, size: str | int) -> Volume:
+        nbytes = volume_size(size)
+        current = self.volume(name)
+        check_growth(name, current.size, nbytes)
+        if nbytes == current.size:
+            return current
+        if self.get(name).readonly:
+            raise UserError(f"cannot grow volume {name!r}: its dataset is read-only; make it "
+                            "writable first")
+        action = f"grow volume {name!r} to {format_size(nbytes)}"
+        self._check_room(nbytes - current.size, action)
+        try:
+            grow_volume_file(current.path, nbytes)
+        except OSError as exc:
+            raise os_failure(exc, self.root, action) from exc
+        return self.volume(name)
+
+    def _check_room(self, added: int, action: str) -> None:
+        """Refuse volume capacity the pool could never hold: a guest that fills its disk past
+        the pool's free space would meet write errors it cannot explain. Volumes stay sparse,
+        so several may together promise more than is free."""
+        if added > free_bytes(self.root):
+            raise pool_full(self.root, action)
+
     # -- pool -----------------------------------------------------------------------------------
     def usage(self) -> PoolUsage:
         try:
@@ -391,7 +448,8 @@ class TreeDriver(StorageDriver):
             raise os_failure(exc, self.root, f"read the usage of the pool at {self.root}") from exc
         size = st.f_blocks * st.f_frsize
         free = st.f_bavail * st.f_frsize
-        return PoolUsage(driver=self.name, path=self.root, size=size, used=size - free, free=free)
+        return PoolUsage(driver=self.name, path=self.root, size=size, used=size - free, free=free,
+                         capabilities=self.capabilities)
 
 
 def remove_plain_tree(path: Path) -> None:

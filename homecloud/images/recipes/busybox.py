@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 from homecloud.errors import HostError
 from homecloud.images.progress import Progress, ProgressCallback
 from homecloud.images.recipes.base import BuildOptions, Recipe
+from homecloud.tools import run_tool
 
 BUSYBOX = Path("/bin/busybox")
 _PT_INTERP = 3
@@ -49,8 +49,10 @@ def is_static_elf(header: bytes) -> bool:
 
 
 def _busybox(*args: str) -> str:
-    return subprocess.run([str(BUSYBOX), *args], check=True, capture_output=True,
-                          text=True).stdout
+    result = run_tool([str(BUSYBOX), *args], package="busybox-static")
+    if not result.ok:
+        raise HostError(f"{BUSYBOX} {' '.join(args)} failed: {result.first_error_line()}")
+    return result.stdout
 
 
 def prepare(options: BuildOptions) -> BuildOptions:

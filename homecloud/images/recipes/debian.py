@@ -21,7 +21,8 @@ from homecloud.images.progress import Progress, ProgressCallback
 from homecloud.images.publish import out_of_space
 from homecloud.images.recipes.base import BuildOptions, Recipe
 from homecloud.images.recipes.debootstrap_progress import DebootstrapProgress
-from homecloud.images.tools import mentions_full_disk, require_tool, run_tool
+from homecloud.images.tools import mentions_full_disk
+from homecloud.tools import follow_tool, require_tool
 
 DEFAULT_RELEASE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "iproute2")
@@ -108,7 +109,7 @@ def fill(root: Path, options: BuildOptions, progress: ProgressCallback,
     # LC_ALL=C: the host's locale does not exist in the new tree; perl would warn at each step.
     env = {**os.environ, "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        result = run_tool(debootstrap_command(root, options.release, options.mirror, cache_dir),
+        result = follow_tool(debootstrap_command(root, options.release, options.mirror, cache_dir),
                           on_line, env=env)
     finally:
         unmount_below(root)  # a stopped debootstrap can leave /proc and /sys mounted inside

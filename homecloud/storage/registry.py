@@ -1,0 +1,99 @@
+"""The storage drivers homecloud knows, in the order ``auto`` prefers them.
+
+Each entry names the driver's class (imported only when chosen: a host without a working
+btrfsutil still runs a reflink or copy pool) and a probe that says whether the file system at
+the pool path can carry the driver, and if not, what is there and what to do. A new driver is
+a module plus one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from homecloud.config import CONFIG_PATH
+from homecloud.errors import HostError
+from homecloud.storage.base import StorageDriver
+from homecloud.storage.fsutil import BTRFS_MAGIC, can_reflink, fs_name, fs_type
+
+
+@dataclass(frozen=True)
+class Fit:
+    ok: bool
+    reason: str = ""  # when not ok: one line naming what is there and what to do
+
+
+FITS = Fit(True)
+
+
+@dataclass(frozen=True)
+class DriverEntry:
+    name: str
+    # "module:Class"; None for a driver homecloud names but cannot run on this host yet.
+    target: str | None
+    probe: Callable[[Path], Fit]
+
+    def load(self) -> type[StorageDriver]:
+        if self.target is None:
+            raise HostError(f"the {self.name} driver is not available on this host: set "
+                            f"pool.driver in {CONFIG_PATH} to {driver_choices()}")
+        module_name, class_name = self.target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise HostError(f"the {self.name} driver cannot load ({exc}): reinstall homecloud "
+                            "with its dependencies, or set pool.driver to another driver") from exc
+        cls: type[StorageDriver] = getattr(module, class_name)
+        return cls
+
+
+def on_btrfs(path: Path) -> Fit:
+    if fs_type(path) == BTRFS_MAGIC:
+        return FITS
+    return Fit(False, f"the pool at {path} is on {fs_name(path)}, not btrfs: mount a btrfs "
+                      "file system there or set pool.driver to auto")
+
+
+def clones_files(path: Path) -> Fit:
+    if can_reflink(path):
+        return FITS
+    return Fit(False, f"the pool at {path} is on {fs_name(path)}, which cannot reflink files: "
+                      "use XFS made with reflink=1 (or btrfs), or set pool.driver to auto")
+
+
+def anywhere(path: Path) -> Fit:
+    return FITS
+
+
+def not_here(path: Path) -> Fit:
+    return Fit(False, "this driver is not available on this host")
+
+
+# Preference order for ``auto``: the first whose probe fits wins.
+DRIVERS: tuple[DriverEntry, ...] = (
+    DriverEntry("btrfs", "homecloud.storage.btrfs:BtrfsDriver", on_btrfs),
+    # ZFS needs its kernel module and libzfs_core (pyzfs); no driver ships for it yet.
+    DriverEntry("zfs", None, not_here),
+    DriverEntry("reflink", "homecloud.storage.reflink:ReflinkDriver", clones_files),
+    DriverEntry("copy", "homecloud.storage.copy:CopyDriver", anywhere),
+)
+
+
+def available() -> list[DriverEntry]:
+    """The drivers that can run on this host, in order of preference."""
+    return [entry for entry in DRIVERS if entry.target is not None]
+
+
+def driver_choices() -> str:
+    """'auto, btrfs, reflink or copy': what pool.driver may be set to here."""
+    names = ["auto", *(entry.name for entry in available())]
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def driver_entry(name: str) -> DriverEntry:
+    for entry in DRIVERS:
+        if entry.name == name:
+            return entry
+    raise HostError(f"unknown pool driver {name!r}: use {driver_choices()}")

@@ -1,0 +1,80 @@
+"""The driver registry: names, preference order, probes and what it says about each driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from homecloud.config import PoolConfig
+from homecloud.errors import HostError
+from homecloud.storage.base import Capabilities
+from homecloud.storage.fsutil import BTRFS_MAGIC, can_reflink, fs_type
+from homecloud.storage.pool import driver_class, open_pool
+from homecloud.storage.registry import (
+    DRIVERS,
+    DriverEntry,
+    anywhere,
+    available,
+    driver_choices,
+    driver_entry,
+)
+
+
+def test_preference_order_and_choices() -> None:
+    assert [entry.name for entry in available()] == ["btrfs", "reflink", "copy"]
+    assert driver_choices() == "auto, btrfs, reflink or copy"
+    assert "zfs" in [entry.name for entry in DRIVERS]  # known, not shipped
+
+
+def test_every_available_driver_declares_its_capabilities() -> None:
+    for entry in available():
+        cls = entry.load()
+        assert cls.name == entry.name
+        assert isinstance(cls.capabilities, Capabilities)
+    assert driver_class("btrfs").capabilities.incremental_send
+    assert not driver_class("copy").capabilities.fast_fork
+    assert driver_class("reflink").capabilities.fast_fork
+    assert all(entry.load().capabilities.block_volumes for entry in available())
+    assert driver_class("copy").capabilities.as_dict() == {
+        "fast_fork": False, "send_receive": True, "incremental_send": False,
+        "block_volumes": True, "enforced_readonly": False}
+
+
+def test_unknown_and_unavailable_drivers() -> None:
+    with pytest.raises(HostError, match=r"^unknown pool driver 'lvm': use auto, btrfs, reflink "
+                                        "or copy$"):
+        driver_entry("lvm")
+    with pytest.raises(HostError, match=r"^the zfs driver is not available on this host: set "
+                                        r"pool\.driver in .* to auto, btrfs, reflink or copy$"):
+        driver_entry("zfs").load()
+
+
+def test_a_driver_that_cannot_load_says_so() -> None:
+    entry = DriverEntry("broken", "homecloud.storage.no_such_module:Driver", anywhere)
+    with pytest.raises(HostError, match=r"^the broken driver cannot load \(No module named "):
+        entry.load()
+
+
+def test_probes_name_what_is_there(tmp_path: Path) -> None:
+    assert driver_entry("copy").probe(tmp_path).ok
+    btrfs = driver_entry("btrfs").probe(tmp_path)
+    assert btrfs.ok == (fs_type(tmp_path) == BTRFS_MAGIC)
+    if not btrfs.ok:
+        assert btrfs.reason.startswith(f"the pool at {tmp_path} is on ")
+        assert btrfs.reason.endswith(", not btrfs: mount a btrfs file system there or set "
+                                     "pool.driver to auto")
+    reflink = driver_entry("reflink").probe(tmp_path)
+    assert reflink.ok == can_reflink(tmp_path)
+    if not reflink.ok:
+        assert "which cannot reflink files: use XFS made with reflink=1" in reflink.reason
+    assert list(tmp_path.iterdir()) == []  # probes leave nothing behind
+
+
+def test_a_named_driver_is_checked_before_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(HostError, match=r"^unknown pool driver 'lvm': use auto, btrfs"):
+        open_pool(PoolConfig(driver="lvm", path=missing))
+    with pytest.raises(HostError, match=r"^the pool directory .*/nope does not exist"):
+        open_pool(PoolConfig(driver="copy", path=missing))
+    assert not missing.exists()
