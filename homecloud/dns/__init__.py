@@ -1,5 +1,8 @@
-"""homecloud's DNS: the zones built from state (zone.py), answers (answer.py), the server
-(server.py) and its entry point (``python -m homecloud.dns``, the hc-dns.service unit)."""
+"""hc-dns, homecloud's DNS server. Pure logic: the zones built from a description (zone.py),
+reading queries (wire.py), answers (answer.py) and what to do with each packet (resolver.py);
+I/O: the sockets (server.py), asking other servers (upstream.py), and the entry point
+(``python -m homecloud.dns``, the hc-dns.service unit). It imports nothing of the agent: the
+agent writes its configuration file (config.py) and signals it."""
 
 # Its name follows the hc-NAME.service of instances: no instance may be called "dns".
 DNS_UNIT = "hc-dns.service"

@@ -18,10 +18,11 @@ import sys
 from pathlib import Path
 
 from homecloud.dns.config import CONFIG_PATH, DnsConfig, load_config
-from homecloud.dns.server import DnsServer, Resolver
+from homecloud.dns.resolver import Resolver
+from homecloud.dns.server import DnsServer
 from homecloud.dns.upstream import system_upstreams
 from homecloud.dns.zone import ZoneDescription, build_zones
-from homecloud.errors import HomecloudError
+from homecloud.errors import HomecloudError, exit_status
 
 log = logging.getLogger("homecloud.dns")
 
@@ -95,12 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        asyncio.run(Service(args.config).run())
-    except HomecloudError as exc:
-        print(f"hc-dns: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return exit_status("hc-dns", lambda: asyncio.run(Service(args.config).run()))
 
 
 if __name__ == "__main__":

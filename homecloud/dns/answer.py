@@ -1,7 +1,8 @@
 """From a DNS query to what to do with it: answer from our zones, refer or recurse to a child
 host, forward upstream or refuse; and the wire form of a reply (EDNS0 size, truncation).
 
-Pure: no sockets. server.py does the I/O for ``Forward`` and ``Recurse``.
+Pure: no sockets. resolver.py turns ``Forward`` and ``Recurse`` into an ``Ask`` that server.py
+performs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ PLAIN_UDP_LIMIT = 512  # a reply over UDP to a client without EDNS0
 EDNS_PAYLOAD = 1232  # what we advertise and send at most over UDP (DNS flag day 2020)
 TCP_LIMIT = 65535
 RCODE_BADVERS = 16  # extended rcode: upper 8 bits in the OPT record, lower 4 in the header
+DO_BIT = 0x8000  # in the OPT record's flags (its TTL field): the client wants DNSSEC records
 _ZONE_TRANSFERS = (QTYPE.AXFR, QTYPE.IXFR)
 _ADDRESS_TYPES = (QTYPE.A, QTYPE.AAAA)
 
@@ -53,14 +55,24 @@ def _opt(query: DNSRecord) -> list[RR]:
     return [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
 
 
+def _our_opt(query: DNSRecord, ext_rcode: int = 0) -> RR:
+    """The OPT record of a reply: our payload size, and the query's DO bit copied (RFC 3225:
+    we sign nothing, but the client learns we saw its OPT record)."""
+    wants_dnssec = any(rr.ttl & DO_BIT for rr in _opt(query))
+    return EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=ext_rcode, flags="do" if wants_dnssec else "")
+
+
 def _reply(query: DNSRecord, rcode: int = RCODE.NOERROR, authoritative: bool = False) -> DNSRecord:
-    """An empty reply to ``query``: same id, question and RD; EDNS0 if the client used it."""
+    """An empty reply to ``query``: same id, question and RD; EDNS0 if the client used it.
+    Never authoritative for QCLASS ANY: the answer may not hold every class (RFC 1034)."""
     asked = query.header
+    if query.questions and query.q.qclass == CLASS_ANY:
+        authoritative = False
     header = DNSHeader(id=asked.id, qr=1, opcode=asked.opcode, aa=int(authoritative),
                        rd=asked.rd, ra=1, rcode=rcode)
     reply = DNSRecord(header, questions=list(query.questions))
     if _opt(query):
-        reply.add_ar(EDNS0(udp_len=EDNS_PAYLOAD))
+        reply.add_ar(_our_opt(query))
     return reply
 
 
@@ -74,17 +86,23 @@ def servfail(query: DNSRecord) -> DNSRecord:
 
 def _badvers(query: DNSRecord) -> DNSRecord:
     reply = _reply(query)
-    reply.ar = [EDNS0(udp_len=EDNS_PAYLOAD, ext_rcode=RCODE_BADVERS >> 4)]
+    reply.ar = [_our_opt(query, ext_rcode=RCODE_BADVERS >> 4)]
     reply.header.rcode = RCODE_BADVERS & 0xF
     return reply
 
 
-def udp_limit(query: DNSRecord) -> int:
-    """How big a UDP reply may be: the client's EDNS0 payload size, within 512..EDNS_PAYLOAD."""
-    opts = _opt(query)
-    if not opts:
+def payload_limit(payload: int | None) -> int:
+    """How big a UDP reply may be for a client advertising ``payload`` bytes in EDNS0 (None:
+    no EDNS0): within 512..EDNS_PAYLOAD."""
+    if payload is None:
         return PLAIN_UDP_LIMIT
-    return max(PLAIN_UDP_LIMIT, min(opts[0].rclass, EDNS_PAYLOAD))
+    return max(PLAIN_UDP_LIMIT, min(payload, EDNS_PAYLOAD))
+
+
+def udp_limit(query: DNSRecord) -> int:
+    """How big a UDP reply to ``query`` may be."""
+    opts = _opt(query)
+    return payload_limit(opts[0].rclass if opts else None)
 
 
 def answer(query: DNSRecord, zones: Zones) -> Outcome:
@@ -126,7 +144,9 @@ def _authoritative(query: DNSRecord, zone: Zone, key: Key, zones: Zones) -> DNSR
     qtype = query.q.qtype
     node = zone.records.get(key)
     if node is None:
-        rcode = RCODE.NOERROR if key in zone.empty_nonterminals else RCODE.NXDOMAIN
+        # A cut (asked for its DS) and the names above one exist, with no records of ours.
+        exists = key in zone.empty_nonterminals or key in zone.delegations
+        rcode = RCODE.NOERROR if exists else RCODE.NXDOMAIN
         return _negative(query, zone, rcode)
     found = [rr for rrs in node.values() for rr in rrs] if qtype == QTYPE.ANY \
         else node.get(qtype, [])

@@ -1,11 +1,12 @@
-"""The DNS server: UDP and TCP on each listen address, one asyncio loop.
+"""The DNS server: UDP and TCP on each listen address, one asyncio loop, doing what the
+resolver (resolver.py) decides for each packet.
 
-Answers from our zones are computed once and kept as bytes keyed by the query (minus its id),
-so a repeated question costs a dict lookup; the cache is dropped whenever the zones change.
 Forwarded and recursed questions run as tasks, bounded in number and in time, so a dead
 upstream or child host costs SERVFAIL after ``forward_timeout`` and never blocks other queries.
-Packets that are not DNS queries are dropped, unparsable queries get FORMERR, and no packet can
-raise out of the handlers.
+A TCP client may hold a few connections (tcp_clients.py), stay silent between messages for
+``TCP_IDLE`` seconds, and must send a whole message within ``TCP_MESSAGE`` seconds of its first
+byte. No packet can raise out of the handlers, and none is logged: an unexpected error costs
+SERVFAIL and is counted, logged at a bounded rate (errorlog.py).
 """
 
 from __future__ import annotations
@@ -15,89 +16,29 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from dnslib import RCODE, DNSRecord
+from dnslib import RCODE
 
 from homecloud.dns import answer as answers
+from homecloud.dns.errorlog import RateLimitedLog
+from homecloud.dns.resolver import MAX_QUERY, Ask, Decision, Resolver
+from homecloud.dns.tcp_clients import Connection, TcpClients, client_of
 from homecloud.dns.upstream import Server, exchange
-from homecloud.dns.zone import Zones
 
 log = logging.getLogger("homecloud.dns")
 
-MAX_QUERY = 4096  # bigger than any sane query (one question, an OPT record): dropped
-CACHE_ENTRIES = 20_000  # answers kept; the cache is emptied when full (random names in a flood)
 MAX_PENDING = 512  # forwarded/recursed questions in flight; beyond, SERVFAIL at once
-MAX_TCP_CLIENTS = 128
-TCP_IDLE = 10.0  # seconds a TCP client may stay silent
+TCP_BACKLOG = 128
+TCP_IDLE = 10.0  # seconds a TCP client may stay silent between messages
+TCP_MESSAGE = 2.0  # seconds for the rest of a message once it began, and to take a reply
 RECV_BUFFER = 1 << 20  # absorbs bursts
 IP_FREEBIND = 15  # <linux/in.h>: bind before the address exists (the bridge comes up later)
 
 Respond = Callable[[bytes], None]
-
-
-@dataclass
-class Resolver:
-    """Turns query bytes into reply bytes: the part of the server with no sockets."""
-
-    zones: Zones
-    upstreams: Sequence[Server] = ()
-    forward_timeout: float = 1.5
-    _cache: dict[tuple[bool, bytes], bytes] = field(default_factory=dict)
-    _pending: int = 0
-
-    def set_zones(self, zones: Zones) -> None:
-        self.zones = zones
-        self._cache.clear()
-
-    def resolve(self, data: bytes, tcp: bool) -> bytes | Awaitable[bytes | None] | None:
-        """The reply to ``data``: bytes now, an awaitable when another server must be asked,
-        or None to stay silent."""
-        if len(data) < 12 or len(data) > MAX_QUERY or data[2] & 0x80:
-            return None  # not a query (a reply, or noise): never answer, never reflect
-        key = (tcp, data[2:])
-        cached = self._cache.get(key)
-        if cached is not None:
-            return data[:2] + cached
-        try:
-            query = DNSRecord.parse(data)
-        except Exception:  # dnslib raises several kinds on garbage
-            return answers.bare_reply(data, RCODE.FORMERR)
-        outcome = answers.answer(query, self.zones)
-        if isinstance(outcome, answers.Reply):
-            reply = self._pack(outcome.record, query, tcp)
-            if len(self._cache) >= CACHE_ENTRIES:
-                self._cache.clear()
-            self._cache[key] = reply[2:]
-            return reply
-        if isinstance(outcome, answers.Forward):
-            return self._ask(query, data, self.upstreams, tcp, relay_authority=True)
-        return self._ask(query, data, outcome.servers, tcp, relay_authority=False)
-
-    def _pack(self, record: DNSRecord, query: DNSRecord, tcp: bool) -> bytes:
-        return answers.pack(record, answers.TCP_LIMIT if tcp else answers.udp_limit(query))
-
-    async def _ask(self, query: DNSRecord, data: bytes, servers: Sequence[Server], tcp: bool,
-                   relay_authority: bool) -> bytes:
-        if self._pending >= MAX_PENDING or not servers:
-            return self._pack(answers.servfail(query), query, tcp)
-        self._pending += 1
-        try:
-            reply = await exchange(data, servers, tcp=tcp, timeout=self.forward_timeout)
-        except Exception:  # a bug must cost one SERVFAIL, not the task
-            log.exception("failed to ask %s", servers)
-            reply = None
-        finally:
-            self._pending -= 1
-        if reply is None:
-            return self._pack(answers.servfail(query), query, tcp)
-        if not relay_authority:
-            # We answer for the child as a resolver: not authoritative, recursion available.
-            reply = reply[:2] + bytes([reply[2] & ~0x04 & 0xFF, reply[3] | 0x80]) + reply[4:]
-        return reply
 
 
 class _UdpEndpoint:
@@ -167,8 +108,10 @@ class DnsServer:
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
+        self.errors = RateLimitedLog(log, "answering queries", schedule=_call_later)
         self._endpoints: dict[Server, _Endpoint] = {}
-        self._tcp_clients = 0
+        self._tcp = TcpClients()
+        self._pending = 0
         self._tasks: set[asyncio.Future[None]] = set()
 
     @property
@@ -189,7 +132,7 @@ class DnsServer:
                 udp_sock = _socket(*endpoint, socket.SOCK_DGRAM)
                 tcp_sock = _socket(*endpoint, socket.SOCK_STREAM)
                 tcp = await asyncio.start_server(self._serve_tcp, sock=tcp_sock,
-                                                 backlog=MAX_TCP_CLIENTS)
+                                                 backlog=TCP_BACKLOG)
                 udp = _UdpEndpoint(udp_sock, self)
             except OSError as exc:
                 for sock in (udp_sock, tcp_sock):
@@ -202,58 +145,89 @@ class DnsServer:
 
     async def close(self) -> None:
         await self.listen(())
+        self.errors.flush()
 
-    def _resolve(self, data: bytes, tcp: bool) -> bytes | Awaitable[bytes | None] | None:
+    def _decide(self, data: bytes, tcp: bool) -> Decision:
         try:
             return self.resolver.resolve(data, tcp)
-        except Exception:  # a bug must cost one SERVFAIL, not the server
-            log.exception("failed to answer a query")
+        except Exception as exc:  # a bug must cost one SERVFAIL, not the server
+            self.errors.record(exc)
             return answers.bare_reply(data, RCODE.SERVFAIL)
+
+    async def _ask(self, ask: Ask, tcp: bool) -> bytes:
+        """Perform ``ask``: its servers' reply, relayed, or its failure."""
+        if self._pending >= MAX_PENDING:
+            return ask.failure
+        self._pending += 1
+        try:
+            reply = await exchange(ask.query, ask.servers, tcp=tcp, timeout=ask.timeout)
+        except Exception as exc:  # a bug must cost one SERVFAIL, not the task
+            self.errors.record(exc)
+            reply = None
+        finally:
+            self._pending -= 1
+        return ask.failure if reply is None else ask.relay(reply)
 
     def deliver(self, data: bytes, respond: Respond) -> None:
         """Answer a UDP query through ``respond``: at once, or as a task when another server
         must be asked."""
-        result = self._resolve(data, tcp=False)
-        if result is None:
+        decision = self._decide(data, tcp=False)
+        if decision is None:
             return
-        if isinstance(result, bytes):
-            respond(result)
+        if isinstance(decision, bytes):
+            respond(decision)
             return
 
-        async def later(pending: Awaitable[bytes | None]) -> None:
-            reply = await pending
-            if reply is not None:
-                respond(reply)
+        async def later(ask: Ask) -> None:
+            respond(await self._ask(ask, tcp=False))
 
-        task = asyncio.ensure_future(later(result))
+        task = asyncio.ensure_future(later(decision))
         self._tasks.add(task)  # keep a reference until it is done
         task.add_done_callback(self._tasks.discard)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
-        """Queries on one TCP connection, one after the other, until it goes idle or sends
-        something that is not a query."""
-        if self._tcp_clients >= MAX_TCP_CLIENTS:
-            writer.close()
+        """Queries on one TCP connection, one after the other, until it goes idle, is slow to
+        send a message or take a reply, or sends something that is not a query."""
+        loop = asyncio.get_running_loop()
+        peer = writer.get_extra_info("peername")
+        connection = Connection(client_of(str(peer[0])) if peer else "", writer.transport.abort,
+                                idle_since=loop.time())
+        if not self._tcp.admit(connection):
+            writer.transport.abort()
             return
-        self._tcp_clients += 1
         try:
             while True:
-                (size,) = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2),
-                                                                     TCP_IDLE))
-                if size > MAX_QUERY:
+                connection.idle(loop.time())
+                first = await asyncio.wait_for(reader.readexactly(1), TCP_IDLE)
+                connection.busy()
+                data = await asyncio.wait_for(_read_message(reader, first), TCP_MESSAGE)
+                decision = None if data is None else self._decide(data, tcp=True)
+                if isinstance(decision, Ask):
+                    decision = await self._ask(decision, tcp=True)
+                if decision is None:
                     break
-                data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE)
-                result = self._resolve(data, tcp=True)
-                reply = result if result is None or isinstance(result, bytes) else await result
-                if reply is None:
-                    break
-                writer.write(struct.pack("!H", len(reply)) + reply)
-                await writer.drain()
+                writer.write(struct.pack("!H", len(decision)) + decision)
+                await asyncio.wait_for(writer.drain(), TCP_MESSAGE)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
-            self._tcp_clients -= 1
+            self._tcp.release(connection)
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), TCP_MESSAGE)
+            except Exception:  # a peer that takes nothing more: drop what is left
+                writer.transport.abort()
+
+
+async def _read_message(reader: asyncio.StreamReader, first: bytes) -> bytes | None:
+    """The rest of a length-prefixed message whose first byte was ``first``; None when it
+    says it is bigger than any query."""
+    (size,) = struct.unpack("!H", first + await reader.readexactly(1))
+    if size > MAX_QUERY:
+        return None
+    return await reader.readexactly(size)
+
+
+def _call_later(delay: float, callback: Callable[[], None]) -> object:
+    return asyncio.get_running_loop().call_later(delay, callback)

@@ -5,7 +5,7 @@ Linking two hosts takes three things, all derived here from the configuration: r
 other host's instance subnets through its address on a shared link (routing.py installs them),
 those subnets in the firewall's ``peers`` sets (their instances may open connections to ours,
 and ours reach theirs unmasqueraded), and DNS: names and reverse zones the other host serves are
-asked there (dns/publish.py). IPv6 needs no configuration: a host's /48 follows from its name.
+asked there (network/dns_zone.py). IPv6 needs no configuration: a host's /48 follows from its name.
 
 Pure: nothing here touches the system.
 """

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
-from homecloud.dns.publish import peer_forwardings
 from homecloud.dns.zone import reverse_zone_names
 from homecloud.errors import HomecloudError, HostError
+from homecloud.network.dns_zone import peer_forwardings
 from homecloud.network.plan import NetworkPlan
 from homecloud.systemd.bus import SystemBus
 

@@ -357,3 +357,210 @@ def test_without_a_file_it_waits_for_one(tmp_path: Path) -> None:
         server.reload(config(alpha_zone(1), ["127.0.0.1"], port))
         assert short("127.0.0.1", port, "web.alpha.home.arpa") == [WEB4]
         assert ip_address(WEB4)
+
+
+# -- hostile input: answered as a reference authoritative server would, the server unharmed ----
+
+def raw_query(labels: list[bytes], qtype: int = 1, qclass: int = 1, opt: bytes = b"",
+              qid: int = 0x4242) -> bytes:
+    qname = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 1 if opt else 0) + qname + \
+        struct.pack("!HH", qtype, qclass) + opt
+
+
+def opt_record(options: bytes = b"", do: bool = False) -> bytes:
+    return b"\0" + struct.pack("!HHBBHH", 41, 1232, 0, 0, 0x8000 if do else 0,
+                               len(options)) + options
+
+
+def header(reply: bytes) -> tuple[int, int, bool]:
+    """(id, rcode, AA) of a reply, read without a parser that might refuse its name."""
+    qid, flags = struct.unpack_from("!HH", reply)
+    return qid, flags & 0xF, bool(flags & 0x0400)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+ALPHA = [b"alpha", b"home", b"arpa"]
+MALFORMED = {
+    "label of 64 octets": raw_query([b"a" * 64, *ALPHA]),
+    "name of 256 octets": raw_query([b"a" * 63] * 4 + ALPHA),
+    "128 labels": raw_query([b"a"] * 128 + ALPHA),
+    "pointer in the question": raw_query([b"x"])[:12] + b"\xc0\x0c\x00\x01\x00\x01",
+}
+
+
+def test_malformed_names_get_formerr_and_nothing_in_the_log(tree: Tree) -> None:
+    before = tree.alpha.log.read_text()
+    for what, packet in MALFORMED.items():
+        (reply,) = send_raw(tree.port, [packet])
+        assert header(reply) == (0x4242, RCODE.FORMERR, False), what
+    # Many of them: still one FORMERR each, and not a line more in the server's log.
+    replies = send_raw(tree.port, list(MALFORMED.values()) * 200)
+    assert len(replies) >= 700 and {header(r)[1] for r in replies} == {RCODE.FORMERR}
+    assert tree.alpha.log.read_text() == before
+    assert query("web.alpha.home.arpa", port=tree.port).rr and tree.alpha.alive()
+
+
+def test_names_are_octets_a_non_utf8_label_is_answered_like_any_other(tree: Tree) -> None:
+    (reply,) = send_raw(tree.port, [raw_query([b"\xff\xfe", *ALPHA])])
+    assert header(reply) == (0x4242, RCODE.NXDOMAIN, True)
+    assert reply[12:12 + 3] == b"\x02\xff\xfe"  # the question comes back as asked
+    assert "status: NXDOMAIN" in dig("127.0.0.1", tree.port, "\\255\\254.alpha.home.arpa")
+
+
+def test_the_do_bit_is_copied_into_replies(tree: Tree) -> None:
+    out = dig("127.0.0.1", tree.port, "+dnssec", "web.alpha.home.arpa")
+    assert "; EDNS: version: 0, flags: do; udp: 1232" in out and "status: NOERROR" in out
+    out = dig("127.0.0.1", tree.port, "+dnssec", "nope.alpha.home.arpa")
+    assert "flags: do;" in out and "status: NXDOMAIN" in out
+    assert "flags: do" not in dig("127.0.0.1", tree.port, "web.alpha.home.arpa")
+
+
+def test_ds_at_a_delegation_point_is_nodata(tree: Tree) -> None:
+    out = dig("127.0.0.1", tree.port, "beta.alpha.home.arpa", "DS")
+    assert "status: NOERROR" in out and "ANSWER: 0, AUTHORITY: 1" in out
+    assert "flags: qr aa rd ra;" in out
+
+
+def test_qclass_any_answers_are_not_authoritative(tree: Tree) -> None:
+    out = dig("127.0.0.1", tree.port, "-c", "ANY", "web.alpha.home.arpa", "A")
+    assert "status: NOERROR" in out and WEB4 in out and "flags: qr rd ra;" in out
+    assert "flags: qr aa rd ra;" in dig("127.0.0.1", tree.port, "web.alpha.home.arpa", "A")
+
+
+def tcp_connect(source: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def tcp_query_from(source: str, port: int, name: str) -> DNSRecord:
+    with tcp_connect(source, port) as sock:
+        data = bytes(DNSRecord.question(name).pack())
+        sock.sendall(struct.pack("!H", len(data)) + data)
+        size = struct.unpack("!H", sock.recv(2, socket.MSG_WAITALL))[0]
+        return DNSRecord.parse(sock.recv(size, socket.MSG_WAITALL))
+
+
+def closed_by_server(sock: socket.socket, wait: float) -> bool:
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_one_client_cannot_shut_tcp_out_for_others(tmp_path: Path) -> None:
+    port = free_port()
+    with dns_server(tmp_path, config(alpha_zone(1), ["127.0.0.1"], port), port=port) as server:
+        idle = [tcp_connect("127.0.0.2", port) for _ in range(200)]
+        try:
+            start = time.monotonic()
+            for _ in range(5):  # another client is served meanwhile
+                reply = tcp_query_from("127.0.0.3", port, "web.alpha.home.arpa")
+                assert [str(rr.rdata) for rr in reply.rr] == [WEB4]
+            assert time.monotonic() - start < 5
+            kept = [s for s in idle if not closed_by_server(s, 0.02)]
+            print(f"of 200 idle connections from one address, {len(kept)} kept open")
+            assert 0 < len(kept) <= 16
+            # Trickling: one byte of a message, then silence, is cut long before the idle limit.
+            with tcp_connect("127.0.0.4", port) as trickle:
+                trickle.sendall(b"\x00")
+                start = time.monotonic()
+                assert closed_by_server(trickle, 8)
+                assert time.monotonic() - start < 4
+        finally:
+            for sock in idle:
+                sock.close()
+        assert server.alive()
+
+
+def test_padded_queries_do_not_grow_the_server(tmp_path: Path) -> None:
+    """20,000 distinct valid names, each padded with a 1 KB EDNS option: the answer cache
+    holds what the answers depend on, and the server's memory stays bounded."""
+    port = free_port()
+    with dns_server(tmp_path, config(alpha_zone(1), ["127.0.0.1"], port), port=port) as server:
+        pid = server.process.pid
+        padding = opt_record(struct.pack("!HH", 12, 1024) + bytes(1024))
+        start_kib = rss_kib(pid)
+        answered = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(2)
+            for batch in range(200):
+                for n in range(100):
+                    sock.sendto(raw_query([f"n{batch}x{n}".encode(), *ALPHA], opt=padding,
+                                          qid=n), ("127.0.0.1", port))
+                for _ in range(100):  # wait for the batch: a bounded flood, nothing dropped
+                    try:
+                        sock.recv(4096)
+                    except TimeoutError:
+                        break
+                    answered += 1
+        grown_kib = rss_kib(pid) - start_kib
+        print(f"20,000 padded queries, {answered} answered: RSS {start_kib} KiB + {grown_kib}")
+        assert answered >= 19_000
+        assert grown_kib < 16 * 1024  # the cache's 4 MiB and the allocator's slack
+        assert query("web.alpha.home.arpa", port=port).rr and server.alive()
+
+
+FLOOD_SCRIPT = """
+import socket, struct, sys
+address, count = sys.argv[1], int(sys.argv[2])
+packets = [bytes.fromhex(p) for p in sys.argv[3:]]
+family = socket.AF_INET6 if ":" in address else socket.AF_INET
+replies = 0
+with socket.socket(family, socket.SOCK_DGRAM) as sock:
+    sock.settimeout(1)
+    for batch in range(count // 100):
+        for n in range(100):
+            sock.sendto(packets[n % len(packets)], (address, 53))
+        for _ in range(100):
+            try:
+                sock.recv(4096)
+            except TimeoutError:
+                break
+            replies += 1
+print(replies)
+"""
+
+
+def test_hc_dns_unit_stays_quiet_under_a_flood_of_malformed_packets(devhost: Any) -> None:
+    """hc-dns as the dev host's unit: 10,000 malformed packets (and a few odd ones) leave no
+    line in its journal, no restart, and valid names still answered."""
+    info = devhost.hc("network", "ls", json=True)
+    if info.get("error"):
+        pytest.skip(f"the dev host's network is not up: {info['error']}")
+    address = info["gateway4"]
+    unit = "hc-dns.service"
+
+    def state() -> str:
+        return devhost.run("systemctl", "show", unit, "-p", "MainPID", "-p", "NRestarts",
+                           "-p", "ActiveState").stdout
+
+    def journal() -> list[str]:
+        return devhost.run("journalctl", "-u", unit, "-o", "cat", "--no-pager").stdout \
+            .splitlines()
+
+    before, lines = state(), journal()
+    assert "ActiveState=active" in before
+    packets = [*MALFORMED.values(), raw_query([b"\xff", *ALPHA]),
+               raw_query([b"x", *ALPHA], opt=opt_record(bytes(300), do=True))]
+    result = devhost.run(devhost.python, "-c", FLOOD_SCRIPT, address, "10000",
+                         *[p.hex() for p in packets], timeout=120)
+    assert int(result.stdout) >= 9_000
+    zone = info["zone"]
+    out = devhost.run("dig", f"@{address}", "+time=3", "+tries=1", f"{zone}", "SOA").stdout
+    assert "status: NOERROR" in out
+    time.sleep(1)  # journald's flush
+    assert state() == before
+    assert journal() == lines

@@ -1,5 +1,5 @@
-"""What the agent tells hc-dns: the zone built from the network's record, written to the server's
-file with a serial that only grows, and a check that the server serves it.
+"""Handing the zone to hc-dns: its file, written with a serial that only grows, and a check that
+the server serves it.
 
 The agent writes, then signals the server (SIGHUP, through systemd); ``wait_served`` asks the
 server for its SOA until it carries the new serial, so a name is answerable when `hc run`
@@ -10,60 +10,12 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from homecloud.dns.config import CONFIG_PATH, DnsConfig, load_config, write_config
-from homecloud.dns.zone import (
-    ChildHost,
-    Forwarding,
-    InstanceEntry,
-    ServiceRecord,
-    ZoneDescription,
-    reverse_zone_names,
-)
 from homecloud.errors import HomecloudError
-from homecloud.network.peers import CHILD, PARENT, Peer
-from homecloud.network.plan import NetworkPlan
-from homecloud.network.records import Member
-
-DNS_PORT = 53
-
-
-def zone_description(plan: NetworkPlan, members: Sequence[Member],
-                     serial: int = 1) -> ZoneDescription:
-    """The host's zone: the bridge addresses at the apex, an entry per instance (SRV records
-    for its published ports), the reverse zones of both subnets, the child delegations and
-    the zones other hosts serve (the parent's, their reverse zones)."""
-    names = plan.names
-    return ZoneDescription(
-        host=names.host, domain=names.domain, serial=serial,
-        addresses=plan.gateways, subnets=(plan.subnet4, plan.subnet6),
-        instances=tuple(InstanceEntry(
-            m.name, m.addresses.ipv4, m.addresses.ipv6,
-            tuple(ServiceRecord(p.protocol, p.host_port, p.guest_port) for p in m.ports))
-            for m in members),
-        children=tuple(ChildHost(p.name, p.servers) for p in names.peers if p.role == CHILD),
-        forwards=tuple(peer_forwardings(names.peers)))
-
-
-def peer_forwardings(peers: Sequence[Peer]) -> list[Forwarding]:
-    """The zones peer hosts serve outside ours: the parent's, and their reverse zones."""
-    forwards = []
-    for peer in peers:
-        if peer.role == PARENT:
-            forwards.append(Forwarding(peer.zone, peer.servers))
-        forwards.extend(Forwarding(zone, peer.servers)
-                        for subnet in peer.subnets for zone in reverse_zone_names(subnet))
-    return forwards
-
-
-def dns_config(plan: NetworkPlan, members: Sequence[Member], port: int = DNS_PORT) -> DnsConfig:
-    """hc-dns's configuration: listen on the bridge addresses, forward to the machine's
-    resolvers."""
-    return DnsConfig(zone=zone_description(plan, members),
-                     listen=tuple(str(a) for a in plan.gateways), port=port)
 
 
 def _unserialed(config: DnsConfig) -> DnsConfig:
