@@ -14,7 +14,7 @@ from cli_checks import POOL, copy_image
 from netstate import sql
 
 from homecloud.devhost import DevHost
-from homecloud.hostchecks import CHECK_NAMES, NEEDS_AGENT
+from homecloud.host.doctor import CHECK_NAMES, NEEDS_AGENT
 
 pytestmark = pytest.mark.system
 

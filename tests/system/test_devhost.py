@@ -29,8 +29,8 @@ from homecloud.devhost import cgroups, network, procs
 from homecloud.devhost.netplan import DEVHOST_NETWORK, NetworkPlan
 from homecloud.devhost.spec import STATE_ROOT, DevHostPaths
 from homecloud.errors import HostError
+from homecloud.host.inotify_limits import LIMITS, SYSCTL_DROPIN
 from homecloud.images.mirror import find_debian_mirror
-from homecloud.inotify_limits import LIMITS, SYSCTL_DROPIN
 
 pytestmark = pytest.mark.system
 READY = ("running", "degraded")
@@ -185,7 +185,7 @@ def test_homecloud_is_installed_inside(devhost: devhosts.DevHost) -> None:
     assert devhost.run("sh", "-c", "command -v hc").stdout.strip() == hc_path
     assert devhost.run("env", "-i", "bash", "-lc", "command -v hc").stdout.strip() == hc_path
     # hostsetup is idempotent: again changes nothing and still succeeds.
-    again = devhost.run(devhost.python, "-m", "homecloud.hostsetup")
+    again = devhost.run(devhost.python, "-m", "homecloud.host.setup")
     assert "installed" not in again.stdout and "created group" not in again.stdout
 
 
@@ -201,8 +201,8 @@ def test_hostsetup_keeps_the_inotify_limits_at_boot(devhost: devhosts.DevHost) -
         assert f"\n{limit.key} = {value}\n" in dropin
     # A minimum above what the machine has: the drop-in asks for it, /proc/sys refuses.
     script = ("import sys; from pathlib import Path; "
-              "from homecloud.hostsetup import Layout, raise_inotify_limits; "
-              "from homecloud.inotify_limits import Limit; "
+              "from homecloud.host.setup import Layout, raise_inotify_limits; "
+              "from homecloud.host.inotify_limits import Limit; "
               "layout = Layout(units_src=Path('/'), bindir=Path('/'), "
               "sysctl_dropin=Path(sys.argv[1])); "
               "print(*raise_inotify_limits(layout, (Limit('fs.inotify.max_user_instances', "

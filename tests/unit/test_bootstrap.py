@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from homecloud import bootstrap
-from homecloud.bootstrap import (
+from homecloud.host import bootstrap
+from homecloud.host.bootstrap import (
     BootstrapError,
     install_stamp,
     installed_from_dpkg,

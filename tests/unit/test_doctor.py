@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from homecloud.cli.doctor import AGENT_FIX, GROUP_FIX, _agent_check
 from homecloud.config import load_config
 from homecloud.errors import HostError, PermissionDenied, UserError
-from homecloud.hostchecks import (
-    CHECK_NAMES,
-    NEEDS_AGENT,
-    Check,
-    Failed,
-    Skipped,
-    _one_line,
-    run_check,
-)
+from homecloud.host.checks import Check, Failed, Skipped, run_check
+from homecloud.host.doctor import CHECK_NAMES, DOCTOR_CHECKS, NEEDS_AGENT, in_agent
+from homecloud.host.system_checks import _one_line
 
 
 def _fails() -> str:
@@ -64,6 +59,27 @@ def test_an_agent_that_hangs_or_refuses_the_user_says_so() -> None:
 
 def test_the_checks_needing_the_agent_are_among_all_checks() -> None:
     assert set(NEEDS_AGENT) < set(CHECK_NAMES)
+
+
+def test_every_check_runs_somewhere_once() -> None:
+    assert len(set(CHECK_NAMES)) == len(DOCTOR_CHECKS)
+    for check in DOCTOR_CHECKS:
+        assert check.alone is not None or check.in_agent is not None, check.name
+
+
+def test_the_agent_skips_what_needs_the_network_while_it_is_not_set_up() -> None:
+    pool = SimpleNamespace(usage=lambda: SimpleNamespace(driver="btrfs", path="/p", free=1 << 30))
+    network = SimpleNamespace(error=HostError("subnet4 10.0.0.0/24 overlaps a route"))
+    agent = SimpleNamespace(pool=pool, network=network, bus=None)
+    checks = {check.name: check for check in in_agent(agent)}  # type: ignore[arg-type]
+    assert list(checks) == list(CHECK_NAMES)
+    assert checks["pool"] == Check("pool", "ok", "btrfs at /p, 1.0G free")
+    assert checks["network"].status == "fail"
+    assert checks["network"].detail == "subnet4 10.0.0.0/24 overlaps a route"
+    skipped = [check.name for check in DOCTOR_CHECKS if check.needs_network]
+    assert skipped
+    for name in skipped:
+        assert checks[name] == Check(name, "skipped", "no network (see above)")
 
 
 def test_a_yaml_error_is_one_line(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from homecloud import hostsetup
 from homecloud.config import parse_config
-from homecloud.hostsetup import (
+from homecloud.host import setup as hostsetup
+from homecloud.host.setup import (
     Layout,
     config_text,
     install_units,
@@ -18,9 +18,10 @@ from homecloud.hostsetup import (
     raise_inotify_limits,
     write_config,
 )
+from homecloud.resources import shipped_dir
 from homecloud.sizes import parse_size
 
-UNITS = Path(__file__).resolve().parents[2] / "units"
+UNITS = shipped_dir("units")
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from homecloud.hostchecks import inotify, run_check
-from homecloud.inotify_limits import LIMITS, dropin_text, fix_for, raise_limits, read_limits
+from homecloud.host.checks import run_check
+from homecloud.host.inotify_limits import LIMITS, dropin_text, fix_for, raise_limits, read_limits
+from homecloud.host.system_checks import inotify
 
 INSTANCES, WATCHES = (limit.key for limit in LIMITS)
 

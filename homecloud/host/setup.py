@@ -1,10 +1,10 @@
 """Install homecloud on a host whose PID 1 is systemd (natively, or inside a dev host).
 
-    python -m homecloud.hostsetup [--pool-size 8G]
+    python -m homecloud.host.setup [--pool-size 8G]
 
 Run as root with the venv's python: the units point at the directory of that python, so the
 agent runs from the same venv. Idempotent: running it again changes only what differs.
-`hc-devhost up` runs it inside each dev host; `python3 -m homecloud.bootstrap up` runs it here
+`hc-devhost up` runs it inside each dev host; `python3 -m homecloud.host.bootstrap up` runs it here
 when PID 1 is systemd.
 """
 
@@ -14,18 +14,17 @@ import argparse
 import errno
 import grp
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from homecloud.bootstrap import BootstrapError, link_command, systemd_booted
 from homecloud.config import CONFIG_PATH, Config
 from homecloud.dns import DNS_UNIT
-from homecloud.errors import HomecloudError, HostError
+from homecloud.errors import HostError, exit_status
 from homecloud.files import write_if_changed
-from homecloud.inotify_limits import (
+from homecloud.host.bootstrap import BootstrapError, link_command, systemd_booted
+from homecloud.host.inotify_limits import (
     LIMITS,
     PROC_SYS,
     SYSCTL_DROPIN,
@@ -34,7 +33,9 @@ from homecloud.inotify_limits import (
     raise_limits,
     read_limits,
 )
+from homecloud.resources import shipped_dir
 from homecloud.sizes import format_size, parse_size
+from homecloud.tools import ToolResult, run_tool
 
 UNITS = ("hcd.socket", "hcd.service", DNS_UNIT)
 UNIT_DIR = Path("/etc/systemd/system")
@@ -58,10 +59,6 @@ class Layout:
     proc_sys: Path = PROC_SYS
 
 
-def default_units_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "units"
-
-
 def render_unit(text: str, bindir: Path) -> str:
     return text.replace("@BINDIR@", str(bindir))
 
@@ -75,8 +72,8 @@ def install_units(layout: Layout) -> list[str]:
         try:
             text = source.read_text()
         except FileNotFoundError:
-            raise HostError(f"{source} is missing: run hostsetup from a homecloud "
-                            "checkout") from None
+            raise HostError(f"{source} is missing: homecloud is installed incompletely; "
+                            "install it again") from None
         if write_if_changed(layout.unit_dir / unit, render_unit(text, layout.bindir)):
             changed.append(unit)
     return changed
@@ -125,7 +122,7 @@ def put_on_path(layout: Layout) -> str:
 
 
 def raise_inotify_limits(layout: Layout, limits: Sequence[Limit] = LIMITS) -> list[str]:
-    """Containers' inotify limits (homecloud/inotify_limits.py): kept at boot by a sysctl.d
+    """Containers' inotify limits (homecloud/host/inotify_limits.py): kept at boot by a sysctl.d
     drop-in, and raised at once where /proc/sys is writable. In a container (a dev host) it is
     read-only and the machine's limits apply; the drop-in is kept all the same."""
     done = []
@@ -152,13 +149,16 @@ def ensure_group(name: str) -> bool:
         grp.getgrnam(name)
         return False
     except KeyError:
-        subprocess.run(["groupadd", "--system", name], check=True)
-        return True
+        pass
+    result = run_tool(["groupadd", "--system", name], package="passwd")
+    if not result.ok:
+        raise HostError(f"groupadd {name} failed: {result.first_error_line()}")
+    return True
 
 
-def _systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["systemctl", *args], capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
+def _systemctl(*args: str, check: bool = True) -> ToolResult:
+    result = run_tool(["systemctl", *args], package="systemd")
+    if check and not result.ok:
         raise HostError(f"systemctl {' '.join(args)} failed: {result.stderr.strip()}")
     return result
 
@@ -197,26 +197,27 @@ def setup(layout: Layout, pool_size: str | None = None, group: str = GROUP) -> l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m homecloud.hostsetup",
+    parser = argparse.ArgumentParser(prog="python -m homecloud.host.setup",
                                      description="Install homecloud's agent units on this host.")
     parser.add_argument("--pool-size", metavar="SIZE",
                         help="size of the embedded pool, written to a new config (e.g. 8G)")
     args = parser.parse_args(argv)
+    return exit_status("hostsetup", lambda: _install(args.pool_size))
+
+
+def _install(pool_size: str | None) -> int:
     try:
-        if args.pool_size:
-            parse_size(args.pool_size, "--pool-size")
+        if pool_size:
+            parse_size(pool_size, "--pool-size")
         if os.geteuid() != 0:
             raise HostError("hostsetup needs root")
         if not systemd_booted():
             raise HostError("PID 1 is not systemd here: use a dev host "
-                            "(`python3 -m homecloud.bootstrap up` makes one)")
+                            "(`python3 -m homecloud.host.bootstrap up` makes one)")
         # The venv's bin directory: not resolved, since its python is a symlink to /usr/bin.
-        layout = Layout(units_src=default_units_dir(), bindir=Path(sys.executable).parent)
-        for line in setup(layout, args.pool_size):
+        layout = Layout(units_src=shipped_dir("units"), bindir=Path(sys.executable).parent)
+        for line in setup(layout, pool_size):
             print(f"hostsetup: {line}")
-    except HomecloudError as exc:
-        print(f"hostsetup: {exc.message}", file=sys.stderr)
-        return exc.exit_code
     except BootstrapError as exc:
         print(f"hostsetup: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """Bring homecloud up on a Debian 12 machine, or run its tests, from a checkout:
 
-    python3 -m homecloud.bootstrap up               # README command 1
-    python3 -m homecloud.bootstrap test [PYTEST...] # README command 2 (what CI runs)
+    python3 -m homecloud.host.bootstrap up               # README command 1
+    python3 -m homecloud.host.bootstrap test [PYTEST...] # README command 2 (what CI runs)
 
 Both install what is missing and skip what is there, so a second run is fast: the Debian
 packages, the venv /opt/homecloud/venv (made with Debian's /usr/bin/python3, which dev hosts can
@@ -35,7 +35,7 @@ DPKG_STATUS = Path("/var/lib/dpkg/status")
 VENV = Path("/opt/homecloud/venv")
 STAMP_NAME = ".homecloud-install.json"
 DEVHOST_NAME = "homecloud"
-CHECKOUT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def cmd_up(_args: argparse.Namespace) -> int:
     bindir = VENV / "bin"
     if systemd_booted():
         say("installing the homecloud agent on this host")
-        run([bindir / "python", "-m", "homecloud.hostsetup"])
+        run([bindir / "python", "-m", "homecloud.host.setup"])
         run_first_steps([], env={**os.environ, "PATH": f"{os.environ.get('PATH', '')}:{bindir}"})
         say("homecloud is up on this host, with a booted container 'hello'. Try:")
         print("    hc shell hello\n    hc ls\n    hc image ls")
@@ -271,7 +271,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m homecloud.bootstrap",
+    parser = argparse.ArgumentParser(prog="python3 -m homecloud.host.bootstrap",
                                      description="Install homecloud on this Debian machine and "
                                                  "start it (up), or run its tests (test).")
     sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")

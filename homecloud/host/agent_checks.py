@@ -1,32 +1,43 @@
-"""`hc doctor`: what the host has and lacks, each check one line, with the fix for a failure.
+"""The checks of `hc doctor` that need the running agent: what it set up (the pool, the network,
+the bridge, hc-dns, its registration with systemd-resolved, routes to peer hosts).
 
-Checks: systemd is PID 1, the inotify limits, the config file, the pool, the network
-configuration, the bridge, IP forwarding, hc-dns answering, systemd-resolved asking it for our
-names (where resolved runs), routes to peer hosts, homecloud's firewall table, and other
-firewalls dropping forwarded traffic (Docker's FORWARD policy). Those that need no agent are in
-homecloud/hostchecks.py (the CLI runs them alone when the agent does not answer); those that
-need the network are skipped when it is not set up.
+Each takes the agent; those that need the network run only once it is set up (homecloud/host/
+doctor.py skips them before). Kept light: what a check needs it imports itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+from typing import TYPE_CHECKING, Protocol
 
-from homecloud import hostchecks
-from homecloud.agent.app import Agent
-from homecloud.hostchecks import CHECK_NAMES, Check, Failed, Skipped, run_check
-from homecloud.network.plan import NetworkPlan
+from homecloud.host.checks import Failed, Skipped
+
+if TYPE_CHECKING:
+    from homecloud.network.service import NetworkService
+    from homecloud.storage.base import StorageDriver
+    from homecloud.systemd.bus import SystemBus
 
 
-def _pool(agent: Agent) -> str:
+class RunningAgent(Protocol):
+    """What the checks read from the agent (homecloud/agent/app.py's Agent)."""
+
+    @property
+    def pool(self) -> StorageDriver: ...
+
+    @property
+    def network(self) -> NetworkService: ...
+
+    @property
+    def bus(self) -> SystemBus: ...
+
+
+def pool(agent: RunningAgent) -> str:
     from homecloud.sizes import format_size
 
     usage = agent.pool.usage()
     return f"{usage.driver} at {usage.path}, {format_size(usage.free)} free"
 
 
-def _network(agent: Agent) -> str:
+def network(agent: RunningAgent) -> str:
     if agent.network.error is not None:
         raise Failed(agent.network.error.message, "correct the network: section of "
                      "/etc/homecloud/config.yaml, then `systemctl restart hcd`")
@@ -35,9 +46,10 @@ def _network(agent: Agent) -> str:
             f"*.{plan.names.origin}")
 
 
-def _bridge(plan: NetworkPlan) -> str:
+def bridge(agent: RunningAgent) -> str:
     from homecloud.network.links import link_addresses
 
+    plan = agent.network.plan
     restart = "`systemctl restart hcd` makes it again"
     addresses = link_addresses(plan.bridge)
     if addresses is None:
@@ -48,9 +60,11 @@ def _bridge(plan: NetworkPlan) -> str:
     return f"{plan.bridge} is up with {', '.join(str(a) for a in plan.bridge_interfaces)}"
 
 
-def _dns(plan: NetworkPlan) -> str:
-    from homecloud.dns.publish import DNS_PORT, served_serial
+def dns(agent: RunningAgent) -> str:
+    from homecloud.network.dns_publish import served_serial
+    from homecloud.network.dns_zone import DNS_PORT
 
+    plan = agent.network.plan
     address = str(plan.gateway4)
     serial = served_serial(address, DNS_PORT, plan.names.origin, timeout=1.0)
     if serial is None:
@@ -61,9 +75,10 @@ def _dns(plan: NetworkPlan) -> str:
            f"(serial {serial})"
 
 
-def _resolved(plan: NetworkPlan, agent: Agent) -> str:
+def resolved(agent: RunningAgent) -> str:
     from homecloud.network.resolved import registration_gaps
 
+    plan = agent.network.plan
     gaps = registration_gaps(plan, agent.bus)
     if gaps is None:
         raise Skipped("systemd-resolved is not running: nothing to register with")
@@ -75,37 +90,14 @@ def _resolved(plan: NetworkPlan, agent: Agent) -> str:
            "the reverse zones"
 
 
-def _peers(plan: NetworkPlan, agent: Agent) -> str:
-    peers = plan.names.peers
-    if not peers:
+def peers(agent: RunningAgent) -> str:
+    hosts = agent.network.plan.names.peers
+    if not hosts:
         raise Skipped("no peer hosts configured (network.children, network.parent)")
     if agent.network.routes_error is not None:
         raise Failed(agent.network.routes_error, "give each peer a 'via' address on a link "
                      "this host shares with it (`ip route get ADDRESS` shows the way), then "
                      "`systemctl restart hcd`")
-    routed = sum(len(p.subnets) for p in peers if p.via)
-    return (f"{', '.join(f'{p.name} ({p.role})' for p in peers)}: {routed} subnet(s) routed, "
+    routed = sum(len(p.subnets) for p in hosts if p.via)
+    return (f"{', '.join(f'{p.name} ({p.role})' for p in hosts)}: {routed} subnet(s) routed, "
             "names asked there")
-
-
-def run_checks(agent: Agent) -> list[Check]:
-    """Every check of CHECK_NAMES, in that order."""
-    alone: dict[str, Callable[[], str]] = {
-        "systemd": hostchecks.systemd, "inotify": hostchecks.inotify,
-        "config": hostchecks.config, "pool": lambda: _pool(agent),
-        "network": lambda: _network(agent)}
-    needs_network: dict[str, Callable[[NetworkPlan], str]] = {
-        "bridge": _bridge, "forwarding": lambda _: hostchecks.forwarding(), "dns": _dns,
-        "resolved": lambda plan: _resolved(plan, agent),
-        "peers": lambda plan: _peers(plan, agent),
-        "firewall": lambda _: hostchecks.firewall(),
-        "other firewalls": lambda plan: hostchecks.other_firewalls(plan.bridge)}
-    checks = []
-    for name in CHECK_NAMES:
-        if name in alone:
-            checks.append(run_check(name, alone[name]))
-        elif agent.network.error is not None:
-            checks.append(Check(name, "skipped", "no network (see above)"))
-        else:
-            checks.append(run_check(name, partial(needs_network[name], agent.network.plan)))
-    return checks

@@ -53,8 +53,9 @@ def read_limits(proc_sys: Path = PROC_SYS, limits: Sequence[Limit] = LIMITS) -> 
 
 
 def dropin_text(readings: list[Reading]) -> str:
-    lines = ["# Written by homecloud hostsetup (homecloud/inotify_limits.py): every systemd-booted",
-             "# container holds about a dozen inotify instances, charged to root machine-wide.",
+    lines = ["# Written by homecloud hostsetup (homecloud/host/inotify_limits.py): every",
+             "# systemd-booted container holds about a dozen inotify instances, charged to root",
+             "# machine-wide.",
              "# Values already higher when it was written are kept."]
     lines += [f"{reading.limit.key} = {reading.wanted}" for reading in readings]
     return "\n".join(lines) + "\n"
@@ -75,4 +76,4 @@ def fix_for(low: list[Reading]) -> str:
     """How to raise ``low`` limits, now and for the next boots."""
     settings = " ".join(f"{r.limit.key}={r.wanted}" for r in low)
     return (f"`sysctl -w {settings}` (on the machine itself when this is a container); "
-            f"{SYSCTL_DROPIN}, installed by `python -m homecloud.hostsetup`, keeps it at boot")
+            f"{SYSCTL_DROPIN}, installed by `python -m homecloud.host.setup`, keeps it at boot")

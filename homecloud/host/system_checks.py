@@ -1,63 +1,18 @@
-"""The checks of `hc doctor` that need no agent, each one line with the fix for a failure.
+"""The checks of `hc doctor` that need no agent: what the host itself has.
 
-The agent runs them in its report (homecloud/agent/doctor.py, which adds those that need it);
-when the agent does not answer, `hc doctor` runs them itself, as the user running it: those
-needing root say so. Kept light, as the CLI imports this: what a check needs it imports itself.
+The agent runs them in its report; when the agent does not answer, `hc doctor` runs them
+itself, as the user running it: those needing root say so. Kept light, as the CLI imports this:
+what a check needs it imports itself.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from homecloud.host.checks import Failed, Skipped, needs_root
 
 PROC = Path("/proc")
 FORWARDING = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding")
-# Every check, in the order reports list them; NEEDS_AGENT are skipped without the agent.
-CHECK_NAMES = ("systemd", "inotify", "config", "pool", "network", "bridge", "forwarding", "dns",
-               "resolved", "peers", "firewall", "other firewalls")
-NEEDS_AGENT = ("pool", "network", "bridge", "dns", "resolved", "peers")
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # ok | fail | skipped
-    detail: str
-    fix: str | None = None
-
-
-class Failed(Exception):
-    """A check's failure: what is wrong, and how to fix it."""
-
-    def __init__(self, detail: str, fix: str | None = None) -> None:
-        super().__init__(detail)
-        self.detail, self.fix = detail, fix
-
-
-class Skipped(Exception):
-    """A check that cannot run here, and why."""
-
-
-def run_check(name: str, check: Callable[[], str]) -> Check:
-    from homecloud.errors import HomecloudError
-
-    try:
-        return Check(name, "ok", check())
-    except Failed as failed:
-        return Check(name, "fail", failed.detail, failed.fix)
-    except Skipped as skipped:
-        return Check(name, "skipped", str(skipped))
-    except HomecloudError as exc:
-        return Check(name, "fail", exc.message)
-    except OSError as exc:
-        return Check(name, "fail", f"{type(exc).__name__}: {exc}")
-
-
-def _needs_root() -> None:
-    if os.geteuid() != 0:
-        raise Skipped("needs root: run `sudo hc doctor`")
 
 
 def systemd() -> str:
@@ -69,7 +24,7 @@ def systemd() -> str:
 
 
 def inotify(proc_sys: Path = PROC / "sys") -> str:
-    from homecloud.inotify_limits import fix_for, read_limits
+    from homecloud.host.inotify_limits import fix_for, read_limits
 
     readings = read_limits(proc_sys)
     low = [r for r in readings if r.low]
@@ -113,7 +68,7 @@ def forwarding() -> str:
 def firewall() -> str:
     from homecloud.network.firewall import FAMILY, TABLE, list_table
 
-    _needs_root()
+    needs_root()
     table = list_table()
     if table is None:
         raise Failed(f"nftables table {FAMILY} {TABLE} is missing",
@@ -125,7 +80,7 @@ def firewall() -> str:
 def other_firewalls(bridge: str) -> str:
     from homecloud.network.audit import forward_blockers, read_ruleset
 
-    _needs_root()
+    needs_root()
     blockers = forward_blockers(read_ruleset(), bridge)
     if blockers:
         first = blockers[0]
@@ -135,7 +90,7 @@ def other_firewalls(bridge: str) -> str:
     return "no other firewall drops forwarded traffic"
 
 
-def _configured_bridge() -> str:
+def configured_bridge() -> str:
     from homecloud.config import CONFIG_PATH, load_config
     from homecloud.errors import UserError
 
@@ -143,19 +98,3 @@ def _configured_bridge() -> str:
         return load_config(CONFIG_PATH).network.bridge
     except UserError:
         raise Skipped("needs the bridge's name from a valid config (see above)") from None
-
-
-def without_agent() -> list[Check]:
-    """The report when the agent does not answer: every check this process can run alone;
-    those needing the agent are skipped."""
-    local: dict[str, Callable[[], str]] = {
-        "systemd": systemd, "inotify": inotify, "config": config, "forwarding": forwarding,
-        "firewall": firewall,
-        "other firewalls": lambda: other_firewalls(_configured_bridge())}
-    checks = []
-    for name in CHECK_NAMES:
-        if name in NEEDS_AGENT:
-            checks.append(Check(name, "skipped", "needs the agent (see above)"))
-        else:
-            checks.append(run_check(name, local[name]))
-    return checks
