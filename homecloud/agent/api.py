@@ -13,7 +13,9 @@ from homecloud.agent.fields import body_field
 from homecloud.agent.openapi import openapi_document
 from homecloud.agent.operations import ProgressReport, stream_operation
 from homecloud.agent.routes import Request, Response, Route, Router, StreamResponse
+from homecloud.agent.schemas import IMAGE_NAME, array_of, dataclass_schema, object_schema
 from homecloud.errors import UserError
+from homecloud.images.catalog import ImageInfo
 
 API_VERSION = 1
 
@@ -28,7 +30,8 @@ def build_router(agent: Agent) -> Router:
         usage = agent.pool.usage()
         return Response({"driver": usage.driver, "path": str(usage.path), "size": usage.size,
                          "used": usage.used, "free": usage.free,
-                         "fast_fork": agent.pool.fast_fork})
+                         "fast_fork": agent.pool.fast_fork,
+                         "capabilities": usage.capabilities.as_dict()})
 
     def list_images(_: Request) -> Response:
         return Response([vars(image) for image in agent.images.list()])
@@ -81,19 +84,27 @@ def build_router(agent: Agent) -> Router:
     def openapi(_: Request) -> Response:
         return Response(openapi_document(router, __version__))
 
+    image = dataclass_schema(ImageInfo)
     for route in (
-        Route("GET", "/v1/version", version, "Agent and API version"),
-        Route("GET", "/v1/pool", pool, "The storage pool: driver, path, size, used, free"),
-        Route("GET", "/v1/images", list_images, "List images"),
-        Route("GET", "/v1/images/{name}", get_image, "Describe one image"),
+        Route("GET", "/v1/version", version, "Agent and API version",
+              response=object_schema({"version": "string", "api": "integer"})),
+        Route("GET", "/v1/pool", pool, "The storage pool: driver, path, size, used, free",
+              response=object_schema({"driver": "string", "path": "string", "size": "integer",
+                                      "used": "integer", "free": "integer",
+                                      "fast_fork": "boolean", "capabilities": "object"})),
+        Route("GET", "/v1/images", list_images, "List images", response=array_of(image)),
+        Route("GET", "/v1/images/{name}", get_image, "Describe one image", response=image,
+              params={"name": IMAGE_NAME}),
         Route("POST", "/v1/images/build", build_image, "Build an image from a recipe",
               body={"recipe": "string", "name": "string?", "release": "string?",
-                    "mirror": "string?"}, streams=True),
+                    "mirror": "string?"}, streams=True, response=image),
         Route("POST", "/v1/images/import", import_image,
               "Import a rootfs tarball or directory as an image",
-              body={"name": "string", "path": "string"}, streams=True),
-        Route("DELETE", "/v1/images/{name}", remove_image, "Remove an image not in use"),
-        Route("GET", "/openapi.json", openapi, "This OpenAPI description"),
+              body={"name": "string", "path": "string"}, streams=True, response=image),
+        Route("DELETE", "/v1/images/{name}", remove_image, "Remove an image not in use",
+              response=object_schema({"removed": "string"}), params={"name": IMAGE_NAME}),
+        Route("GET", "/openapi.json", openapi, "This OpenAPI description",
+              response={"type": "object", "required": ["openapi", "info", "paths"]}),
         *instance_routes(agent),
         *network_routes(agent),
     ):

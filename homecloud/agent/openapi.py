@@ -4,57 +4,70 @@ from __future__ import annotations
 
 from typing import Any
 
-from homecloud.agent.routes import Router
+from homecloud.agent.routes import Route, Router
+from homecloud.agent.schemas import body_schema, parse_body_spec
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "kind": {"type": "string"},
+                   "exit_code": {"type": "integer"}},
+    "required": ["error", "kind", "exit_code"],
+}
 
 
-def _schema(spec: dict[str, str]) -> dict[str, Any]:
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    for key, kind in spec.items():
-        optional = kind.endswith("?")
-        properties[key] = {"type": kind.rstrip("?")}
-        if not optional:
-            required.append(key)
-    return {"type": "object", "properties": properties, "required": required,
-            "additionalProperties": False}
+def stream_line_schema(result: dict[str, Any]) -> dict[str, Any]:
+    """One line of an operation's NDJSON stream: progress, then a result or an error."""
+    return {"oneOf": [
+        {"type": "object", "properties": {"progress": {}}, "required": ["progress"],
+         "additionalProperties": False},
+        {"type": "object", "properties": {"result": result}, "required": ["result"],
+         "additionalProperties": False},
+        _ERROR,
+    ]}
+
+
+def _ok_response(route: Route) -> dict[str, Any]:
+    result = route.response if route.response is not None else {}
+    if route.streams:
+        return {"description": "NDJSON stream, one JSON value a line (the schema is a line's): "
+                               "{progress} lines ending with {result} or {error}",
+                "content": {"application/x-ndjson": {"schema": stream_line_schema(result)}}}
+    return {"description": "OK", "content": {"application/json": {"schema": result}}}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    params = [{"name": p, "in": "path", "required": True,
+               "schema": route.params.get(p, {"type": "string"})}
+              for p in route.regex.groupindex]
+    operation: dict[str, Any] = {
+        "summary": route.summary,
+        "operationId": f"{route.method.lower()}_{route.handler.__name__}",
+        "parameters": params,
+        "responses": {
+            "200": _ok_response(route),
+            "default": {"description": "error",
+                        "content": {"application/json": {"schema": _ERROR}}},
+        },
+    }
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": any(f.required for f in parse_body_spec(route.body)),
+            "content": {"application/json": {"schema": body_schema(route.body)}},
+        }
+    return operation
 
 
 def openapi_document(router: Router, version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in router.routes:
-        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for p in route.regex.groupindex]
-        ok = ({"description": "NDJSON stream of {progress} lines ending with {result} or {error}",
-               "content": {"application/x-ndjson": {"schema": {"type": "object"}}}}
-              if route.streams else
-              {"description": "OK", "content": {"application/json": {"schema": {}}}})
-        operation: dict[str, Any] = {
-            "summary": route.summary,
-            "operationId": f"{route.method.lower()}_{route.handler.__name__}",
-            "parameters": params,
-            "responses": {
-                "200": ok,
-                "default": {"description": "error",
-                            "content": {"application/json": {"schema": _ERROR}}},
-            },
-        }
-        if route.body is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _schema(route.body)}},
-            }
-        paths.setdefault(route.pattern, {})[route.method.lower()] = operation
+        paths.setdefault(route.pattern, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.1.0",
         "info": {"title": "homecloud agent API", "version": version,
                  "description": "HTTP+JSON on the UNIX socket /run/homecloud/hc.sock, for root "
-                                "and the homecloud group."},
+                                "and the homecloud group. Request bodies with fields not "
+                                "described here are refused."},
         "paths": paths,
-        "components": {"schemas": {"Error": {
-            "type": "object",
-            "properties": {"error": {"type": "string"}, "kind": {"type": "string"},
-                           "exit_code": {"type": "integer"}},
-            "required": ["error", "kind", "exit_code"]}}},
+        "components": {"schemas": {"Error": _ERROR_SCHEMA}},
     }

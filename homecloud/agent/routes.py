@@ -51,8 +51,12 @@ class Route:
     pattern: str
     handler: Handler
     summary: str
-    body: dict[str, JSON] | None = None  # JSON schema of the request body
+    body: dict[str, str] | None = None  # the request body's fields (see schemas.BodySpec)
     streams: bool = False
+    # The JSON schema of the answer (of the final {"result": ...} of a stream).
+    response: dict[str, JSON] | None = None
+    # JSON schemas of the path parameters (a name's pattern); a string if not given.
+    params: dict[str, dict[str, JSON]] = field(default_factory=dict)
     regex: re.Pattern[str] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,11 +83,14 @@ class Router:
                 return route, {k: unquote(v) for k, v in match.groupdict().items()}
             allowed.append(route.method)
         if allowed:
-            raise MethodNotAllowed(f"{method} is not allowed on {path} "
-                                   f"(allowed: {', '.join(sorted(allowed))})")
+            raise MethodNotAllowed(method, path, sorted(allowed))
         raise NotFound(f"no such API path: {path}")
 
 
 class MethodNotAllowed(UserError):
     http_status = 405
     kind = "invalid"
+
+    def __init__(self, method: str, path: str, allowed: list[str]) -> None:
+        super().__init__(f"{method} is not allowed on {path} (allowed: {', '.join(allowed)})")
+        self.allowed = allowed  # for the Allow header (RFC 9110, 15.5.6)

@@ -1,9 +1,14 @@
 """HTTP+JSON over the agent's UNIX socket.
 
 The standard library's HTTP server does the protocol; this module adds what the API needs around
-it: socket activation, the peer-credential check, body limits, JSON in and out, and NDJSON streams
-for long operations. Each connection gets a thread: handlers call blocking D-Bus, ioctls and
-subprocesses, and threads keep that simple.
+it: socket activation, the peer-credential check, limits on what a client may send and how
+slowly, JSON in and out, and NDJSON streams for long operations.
+
+Each connection gets a thread: handlers call blocking D-Bus, ioctls and subprocesses, and threads
+keep that simple. Their number is bounded; a connection over the bound waits a moment for a
+free one, then gets 503. Idle and slow clients are cut off by the reading deadlines
+(deadlines.py), so only requests being served hold a thread for long, and those include streams
+(`hc logs -f`, image builds) that must not be cut off: they keep theirs as long as they run.
 """
 
 from __future__ import annotations
@@ -15,22 +20,21 @@ import os
 import socket
 import socketserver
 import stat
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from homecloud.agent.peercred import PeerCredentials, is_permitted, peer_credentials
-from homecloud.agent.routes import Request, Router, StreamResponse
+from homecloud.agent.deadlines import DeadlineReader, ReadLimits, RequestTimeout
+from homecloud.agent.fields import check_body, decode_body
+from homecloud.agent.peercred import is_permitted, peer_credentials
+from homecloud.agent.routes import MethodNotAllowed, Request, Router, StreamResponse
 from homecloud.errors import HomecloudError, PermissionDenied, UserError
 
 log = logging.getLogger(__name__)
 SD_LISTEN_FDS_START = 3
-# A client may pass up to three descriptors (its stdin, stdout, stderr) with the first bytes of
-# its request, the way `systemd-run --pipe` hands them to systemd: commands then read and write
-# the user's terminal directly and nothing is relayed through the agent.
-MAX_PASSED_FDS = 3
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,20 @@ class ServerPolicy:
     allowed_gid: int | None
     group_name: str
     max_body: int
+    # No route's body nests more than a few levels; the limit keeps the JSON parser's
+    # recursion (and a handler's walk) far from Python's.
+    max_depth: int = 32
+    reading: ReadLimits = field(default_factory=ReadLimits)
+    max_connections: int = 128  # connections served at once (a thread each)
+    connection_wait: float = 5.0  # seconds a connection over the bound waits for a free one
 
 
 class PayloadTooLarge(UserError):
     http_status = 413
+
+
+class ServerBusy(HomecloudError):
+    http_status = 503
 
 
 def inherited_socket() -> socket.socket | None:
@@ -72,39 +86,57 @@ def bind_socket(path: Path, gid: int | None) -> socket.socket:
     return sock
 
 
-class ApiServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    block_on_close = False
-
+class ApiServer(socketserver.UnixStreamServer):
     def __init__(self, sock: socket.socket, router: Router, policy: ServerPolicy) -> None:
         super().__init__("", _RequestHandler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
         self.router = router
         self.policy = policy
+        self._slots = threading.BoundedSemaphore(policy.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(timeout=self.policy.connection_wait):
+            _refuse_busy(request, self.policy.max_connections)
+            self.shutdown_request(request)
+            return
+        try:
+            threading.Thread(target=self._serve, args=(request, client_address),
+                             name="hcd-connection", daemon=True).start()
+        except BaseException:
+            self._slots.release()
+            self.shutdown_request(request)
+            raise
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("connection ended by an error", exc_info=True)
+
+
+def _refuse_busy(sock: socket.socket, bound: int) -> None:
+    error = ServerBusy(f"hcd is serving its maximum of {bound} connections; try again")
+    data = _json_bytes(error.to_json())
+    head = (f"HTTP/1.1 {error.http_status} Service Unavailable\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")
+    try:
+        sock.settimeout(1.0)  # a fresh connection's buffer takes this at once
+        sock.sendall(head.encode() + data)
+    except OSError:
+        pass
+    log.warning("refused a connection: %s", error.message)
 
 
 def _json_bytes(body: Any) -> bytes:
     return (json.dumps(body, separators=(",", ":")) + "\n").encode()
-
-
-class _PrefixedSocketReader(io.RawIOBase):
-    """Reads ``prefix`` first, then the socket: the first chunk was taken with recvmsg."""
-
-    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
-        self._prefix = prefix
-        self._sock = sock
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._prefix:
-            count = min(len(buffer), len(self._prefix))
-            buffer[:count] = self._prefix[:count]
-            self._prefix = self._prefix[count:]
-            return count
-        return self._sock.recv_into(buffer)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -113,21 +145,41 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # Malformed request lines still get a status line (HTTP/0.9 would send a bare body).
     default_request_version = "HTTP/1.0"
 
-    passed_fds: list[int]
+    _reader: DeadlineReader
+    _expects_continue: bool
 
     def setup(self) -> None:
         super().setup()
-        data, fds, _flags, _addr = socket.recv_fds(self.connection, 65536, MAX_PASSED_FDS)
-        self.passed_fds = list(fds)
-        self.rfile = io.BufferedReader(_PrefixedSocketReader(data, self.connection))
+        self._reader = DeadlineReader(self.connection, self.server.policy.reading)
+        self.rfile = io.BufferedReader(self._reader)
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            for fd in self.passed_fds:
+            for fd in self._reader.passed_fds or []:
                 os.close(fd)
-            self.passed_fds = []
+            self._reader.passed_fds = []
+
+    def handle_one_request(self) -> None:
+        self._expects_continue = False
+        # What an answer before a complete request line needs (parse_request sets them).
+        self.requestline, self.command = "", ""
+        self.request_version = self.default_request_version
+        self._reader.await_request()
+        try:
+            super().handle_one_request()
+        except RequestTimeout as exc:
+            self.close_connection = True
+            if exc.started:
+                self._send_error(exc)
+        finally:
+            self._reader.stop()
+
+    def handle_expect_100(self) -> bool:
+        # 100 Continue only once the request is known to be acceptable (_read_body).
+        self._expects_continue = True
+        return True
 
     def version_string(self) -> str:
         return "hcd"
@@ -152,21 +204,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
 
     def _dispatch(self) -> None:
+        self._reader.stop()  # the head is in
         try:
             peer = peer_credentials(self.request)
             if not is_permitted(peer, self.server.policy.allowed_gid):
                 raise PermissionDenied(
                     f"permission denied: uid {peer.uid} may not use homecloud; run as root or "
                     f"join the '{self.server.policy.group_name}' group")
-            request = self._read_request(peer)
-            route, params = self.server.router.resolve(request.method, request.path)
-            result = route.handler(Request(request.method, request.path, params,
-                                           request.query, request.body, peer,
-                                           tuple(self.passed_fds)))
+            url = urlsplit(self.path)
+            route, params = self.server.router.resolve(self.command, url.path)
+            body = self._read_body()
+            check_body(route.body, body, f"{self.command} {route.pattern}")
+            result = route.handler(Request(self.command, url.path, params,
+                                           dict(parse_qsl(url.query)), body, peer,
+                                           tuple(self._reader.passed_fds or ())))
         except HomecloudError as exc:
-            # An unread body would be taken for the next request on a kept-alive connection.
-            self.close_connection = True
-            self._send_json(exc.http_status, exc.to_json())
+            self._send_error(exc)
             return
         except Exception as exc:  # a bug: say so, keep serving
             log.exception("internal error handling %s %s", self.command, self.path)
@@ -178,36 +231,44 @@ class _RequestHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(result.status, result.body)
 
-    def _read_request(self, peer: PeerCredentials) -> Request:
-        url = urlsplit(self.path)
-        query = dict(parse_qsl(url.query))
-        body: Any = None
+    def _send_error(self, exc: HomecloudError) -> None:
+        # An unread body would be taken for the next request on a kept-alive connection.
+        self.close_connection = True
+        headers = {"Allow": ", ".join(exc.allowed)} if isinstance(exc, MethodNotAllowed) else {}
+        self._send_json(exc.http_status, exc.to_json(), headers)
+
+    def _read_body(self) -> Any:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             raise UserError("chunked request bodies are not supported; send Content-Length")
         length_header = self.headers.get("Content-Length")
-        if length_header:
-            try:
-                length = int(length_header)
-            except ValueError:
-                raise UserError(f"bad Content-Length {length_header!r}") from None
-            if length < 0:
-                raise UserError(f"bad Content-Length {length_header!r}")
-            if length > self.server.policy.max_body:
-                raise PayloadTooLarge(f"request body of {length} bytes is larger than the "
-                                      f"{self.server.policy.max_body} bytes allowed")
+        if not length_header:
+            return None
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise UserError(f"bad Content-Length {length_header!r}") from None
+        if length < 0:
+            raise UserError(f"bad Content-Length {length_header!r}")
+        if length > self.server.policy.max_body:
+            raise PayloadTooLarge(f"request body of {length} bytes is larger than the "
+                                  f"{self.server.policy.max_body} bytes allowed")
+        if self._expects_continue and length:
+            self.send_response_only(100)
+            self.end_headers()
+        self._reader.await_body()
+        try:
             raw = self.rfile.read(length)
-            if len(raw) != length:
-                raise UserError("request body ended early")
-            if raw.strip():
-                try:
-                    body = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise UserError(f"request body is not valid JSON: {exc}") from None
-        return Request(self.command, url.path, {}, query, body, peer)
+        finally:
+            self._reader.stop()
+        if len(raw) != length:
+            raise UserError("request body ended early")
+        return decode_body(raw, self.server.policy.max_depth)
 
-    def _send_json(self, status: int, body: Any) -> None:
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = _json_bytes(body)
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         if self.close_connection:

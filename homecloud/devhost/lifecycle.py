@@ -20,6 +20,7 @@ from pathlib import Path
 
 from homecloud.devhost import cgroups, procs
 from homecloud.devhost.host import DevHost
+from homecloud.devhost.machine_units import enabled_links, hide_links
 from homecloud.devhost.netplan import DEVHOST_NETWORK, DevHostAddress, NetworkPlan
 from homecloud.devhost.network import (
     ensure_machine_network,
@@ -35,7 +36,7 @@ from homecloud.devhost.spec import (
 )
 from homecloud.devhost.supervisor import supervisor_argv
 from homecloud.errors import HostError, NotFound
-from homecloud.inotify_limits import raise_limits
+from homecloud.host.inotify_limits import raise_limits
 
 BOOT_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
@@ -76,7 +77,7 @@ def require_host_tools() -> None:
     for tool in ("systemd-nspawn", "nsenter", "losetup", "runuser"):
         if shutil.which(tool) is None:
             raise HostError(f"{tool} is missing: install it (apt-get install systemd-container "
-                            "util-linux), or run `python3 -m homecloud.bootstrap up`")
+                            "util-linux), or run `python3 -m homecloud.host.bootstrap up`")
 
 
 def default_checkout() -> Path:
@@ -92,7 +93,7 @@ def default_venv() -> Path:
     """The venv of the running python; bound into the dev host at the same path."""
     if sys.prefix == sys.base_prefix:
         raise HostError(f"{sys.executable} is not in a venv: run hc-devhost from the venv made "
-                        "by `python3 -m homecloud.bootstrap up` (/opt/homecloud/venv)")
+                        "by `python3 -m homecloud.host.bootstrap up` (/opt/homecloud/venv)")
     return Path(sys.prefix)
 
 
@@ -214,6 +215,7 @@ def _prepare(paths: DevHostPaths, spec: DevHostSpec) -> None:
     for unit in MASKED_UNITS:
         if not (units / unit).is_symlink():
             (units / unit).symlink_to("/dev/null")
+    hide_links(units, enabled_links())
     paths.spec.write_text(spec.to_json())
     paths.stopping.unlink(missing_ok=True)
     paths.network_ready.unlink(missing_ok=True)
@@ -278,7 +280,7 @@ def _boot_error(host: DevHost, what: str) -> HostError:
 
 
 def run_hostsetup(host: DevHost, pool_size: str | None = None) -> None:
-    argv = [host.python, "-m", "homecloud.hostsetup"]
+    argv = [host.python, "-m", "homecloud.host.setup"]
     if pool_size:
         argv += ["--pool-size", pool_size]
     result = host.run(*argv, check=False)

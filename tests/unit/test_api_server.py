@@ -49,10 +49,11 @@ def api(tmp_path):
         return StreamResponse(stream_operation(work, "slow"))
 
     router = Router()
-    for route in (Route("POST", "/echo/{name}", echo, "echo"),
+    for route in (Route("POST", "/echo/{name}", echo, "echo", body={"x": "integer?"}),
                   Route("GET", "/conflict", conflict, "conflict"),
                   Route("GET", "/crash", crash, "crash"),
-                  Route("POST", "/slow", slow, "slow", streams=True)):
+                  Route("POST", "/slow", slow, "slow", streams=True,
+                        body={"fail": "boolean?", "hang": "boolean?"})):
         router.add(route)
     # A directory anyone may enter, so a test can connect as another user.
     os.chmod(tmp_path, 0o755)
@@ -192,7 +193,7 @@ def test_descriptors_passed_with_a_request_reach_the_handler(tmp_path):
         return Response({"ok": True})
 
     router = Router()
-    router.add(Route("POST", "/write", write, "write"))
+    router.add(Route("POST", "/write", write, "write", body={"x": "integer?"}))
     path = tmp_path / "fd.sock"
     server = ApiServer(bind_socket(path, None), router,
                        ServerPolicy(allowed_gid=None, group_name="homecloud", max_body=1024))
