@@ -6,6 +6,9 @@ an HTTP status so the CLI can turn it back into the same message and exit code.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 EXIT_USER = 1
 EXIT_USAGE = 2
 EXIT_HOST = 3
@@ -73,3 +76,16 @@ def error_from_json(data: dict[str, object]) -> HomecloudError:
     """Rebuild an error the agent sent, keeping its class so exit codes survive the trip."""
     cls = ERROR_KINDS.get(str(data.get("kind", "error")), HomecloudError)
     return cls(str(data.get("error", "unknown error")))
+
+
+def exit_status(prog: str, work: Callable[[], int | None]) -> int:
+    """Run a command's ``work`` and return its exit status. A HomecloudError becomes its one
+    line on stderr ("PROG: message") and its exit code; Ctrl-C, "PROG: interrupted" and 130."""
+    try:
+        return int(work() or 0)
+    except HomecloudError as exc:
+        print(f"{prog}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

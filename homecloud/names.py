@@ -17,6 +17,11 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Instances become DNS labels and systemd unit names: stricter.
 _INSTANCE_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+# Names that become a machine's host name: letters, digits, '-' and '.', no '_'.
+_HOST_NAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+# The same rules for the API's description (OpenAPI patterns of path parameters).
+NAME_PATTERN = _NAME_RE.pattern
+INSTANCE_NAME_PATTERN = _INSTANCE_RE.pattern
 
 
 def _describe(name: str) -> str:
@@ -42,13 +47,24 @@ def validate_name(name: str, what: str = "name") -> str:
     return name
 
 
+def _check_pattern(name: str, what: str, pattern: re.Pattern[str], rule: str) -> str:
+    if not pattern.fullmatch(name):
+        raise UserError(f"{what} {_describe(name)} is invalid: {rule}")
+    return name
+
+
 def validate_instance_name(name: str) -> str:
     """Instance names are DNS labels: lower-case letters, digits and inner '-'."""
     _check_length(name, "instance name")
-    if not _INSTANCE_RE.fullmatch(name):
-        raise UserError(f"instance name {_describe(name)} is invalid: use lower-case letters, "
-                        "digits and '-', not starting or ending with '-'")
-    return name
+    return _check_pattern(name, "instance name", _INSTANCE_RE, "use lower-case letters, "
+                          "digits and '-', not starting or ending with '-'")
+
+
+def validate_host_name(name: str, what: str = "host name") -> str:
+    """A valid name (validate_name) that can also be a machine's host name."""
+    validate_name(name, what)
+    return _check_pattern(name, what, _HOST_NAME_RE, "it becomes a host name, so use letters, "
+                          "digits, '-' and '.', not starting or ending with '-' or '.'")
 
 
 def dns_label(text: str, what: str) -> str:

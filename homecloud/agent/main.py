@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from homecloud import __version__
-from homecloud.errors import HomecloudError
+from homecloud.errors import exit_status
 
 log = logging.getLogger("hcd")
 
@@ -36,8 +36,8 @@ def serve(config_path: Path | None) -> None:
     from homecloud.agent.peercred import group_id
     from homecloud.agent.reconcile import reconcile
     from homecloud.agent.server import ApiServer, ServerPolicy, bind_socket, inherited_socket
-    from homecloud.agent.state import Store
     from homecloud.config import CONFIG_PATH, load_config
+    from homecloud.state.store import Store
     from homecloud.storage.embedded import ensure_embedded_pool
     from homecloud.storage.pool import open_pool
 
@@ -88,12 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        serve(args.config)
-    except HomecloudError as exc:
-        print(f"hcd: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return exit_status("hcd", lambda: serve(args.config))
 
 
 if __name__ == "__main__":

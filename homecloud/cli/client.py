@@ -6,10 +6,14 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 from homecloud.cli.wire import ProtocolError, Reply, send_request
 from homecloud.errors import HomecloudError, HostError, PermissionDenied, error_from_json
+
+# `typing` costs `hc` milliseconds at start-up; only the type checker reads it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SOCKET = "/run/homecloud/hc.sock"
 

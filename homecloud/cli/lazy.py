@@ -6,9 +6,11 @@ JSON and table code it needs (`hc --version` and `--help` load none of it).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# `typing` costs `hc` milliseconds at start-up; only the type checker reads it.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from homecloud.cli.client import ApiClient
 
 

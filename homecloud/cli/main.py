@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from homecloud import __version__
 from homecloud.cli import doctor, images, instances, network, pool
-from homecloud.errors import EXIT_USAGE, HomecloudError
+from homecloud.errors import EXIT_USAGE, exit_status
 
 EPILOG = """\
 examples:
@@ -70,14 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, "command_name"):
             parser.error(f"`hc {args.area}` takes no command after `--`")
         args.command = command
-    try:
-        return int(args.run(args) or 0)
-    except HomecloudError as exc:
-        print(f"hc: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("hc: interrupted", file=sys.stderr)
-        return 130
+    return exit_status("hc", lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+
+# `typing` costs `hc` milliseconds at start-up; only the type checker reads it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 def print_json(data: Any, out: TextIO = sys.stdout) -> None:
@@ -33,7 +37,8 @@ def ago(timestamp: float, now: float | None = None) -> str:
 
 
 class ProgressDisplay:
-    """A one-line bar on a terminal; one line per phase otherwise (logs, CI)."""
+    """A one-line bar on a terminal; otherwise (``--progress`` into a log) one line for each
+    phase, the first time it is seen (steps run at the same time interleave their events)."""
 
     # A plain class: importing dataclasses (it imports inspect) costs `hc` ~10 ms at start-up.
     def __init__(self, title: str, out: TextIO = sys.stderr, tty: bool | None = None) -> None:
@@ -41,6 +46,7 @@ class ProgressDisplay:
         self.out = out
         self.tty = sys.stderr.isatty() if tty is None else tty
         self._phase = ""
+        self._seen: set[str] = set()
         self._width = 0
 
     def update(self, event: dict[str, Any]) -> None:
@@ -57,7 +63,8 @@ class ProgressDisplay:
             self.out.write(line.ljust(self._width))
             self._width = len(line)
             self.out.flush()
-        elif phase != self._phase:
+        elif phase not in self._seen:
+            self._seen.add(phase)
             self.out.write(f"{self.title}: {phase} {message}".rstrip() + "\n")
             self.out.flush()
         self._phase = phase
@@ -68,16 +75,17 @@ class ProgressDisplay:
             self.out.flush()
 
 
-def follow(stream: Iterator[dict[str, Any]], title: str, quiet: bool = False,
+def follow(stream: Iterator[dict[str, Any]], title: str, show: bool,
            describe: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
-    """Drive a streamed operation, drawing its progress; return its result. ``describe`` turns
-    an operation's own events into progress (phase, done, total, message)."""
+    """Drive a streamed operation, drawing its progress if ``show``; return its result.
+    ``describe`` turns an operation's own events into progress (phase, done, total,
+    message)."""
     display = ProgressDisplay(title)
-    show: Callable[[dict[str, Any]], None] = (lambda _e: None) if quiet else display.update
+    update: Callable[[dict[str, Any]], None] = display.update if show else (lambda _e: None)
     try:
         while True:
             event = next(stream)
-            show(describe(event) if describe else event)
+            update(describe(event) if describe else event)
     except StopIteration as stop:
         return stop.value
     finally:

@@ -13,7 +13,7 @@ from homecloud.devhost import lifecycle
 from homecloud.devhost.host import DevHost
 from homecloud.devhost.spec import DevHostPaths, validate_devhost_name
 from homecloud.devhost.supervisor import SUPERVISE_COMMAND, daemonize
-from homecloud.errors import HomecloudError, UserError
+from homecloud.errors import UserError, exit_status
 
 
 def _progress(message: str) -> None:
@@ -187,13 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command = [*args.command, *argv[split + 1:]]
     elif split < len(argv):
         args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except HomecloudError as exc:
-        print(f"hc-devhost: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return exit_status("hc-devhost", lambda: args.func(args))
 
 
 if __name__ == "__main__":

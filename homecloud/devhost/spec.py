@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 from homecloud.devhost.netplan import DEVHOST_NETWORK, DevHostAddress, NetworkPlan
-from homecloud.errors import UserError
-from homecloud.names import validate_name
+from homecloud.names import validate_host_name
 
 STATE_ROOT = Path(os.environ.get("HC_DEVHOST_ROOT", "/var/tmp/hc-devhost"))
 # debootstrap and image caches, shared by every dev host (and the machine itself).
@@ -25,16 +23,9 @@ GUEST_STATE_DIR = Path("/var/lib/homecloud")
 REBOOT_EXIT_CODE = 133
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# The name becomes the guest's host name: letters, digits, '-' and '.', no '_'.
-_HOSTNAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
-
-
 def validate_devhost_name(name: str) -> str:
-    validate_name(name, "dev host name")
-    if not _HOSTNAME_RE.fullmatch(name):
-        raise UserError(f"dev host name {name!r} is invalid: it becomes a host name, so use "
-                        "letters, digits, '-' and '.', not starting or ending with '-' or '.'")
-    return name
+    """The name becomes the guest's host name."""
+    return validate_host_name(name, "dev host name")
 
 
 @dataclass(frozen=True)

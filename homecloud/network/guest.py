@@ -26,6 +26,7 @@ from homecloud.network.links import (
     link_names,
 )
 from homecloud.network.namespaces import create_netns, delete_netns, list_netns, netns_path
+from homecloud.network.neighbours import refresh_neighbours
 from homecloud.network.plan import (
     GUEST_LINK,
     INSTANCE_NETNS_PREFIX,
@@ -53,6 +54,10 @@ def plumb_instance(plan: NetworkPlan, instance: str, addresses: InstanceAddresse
                     target=netns, target_name=GUEST_LINK)
         configure_instance_link(GUEST_LINK, plan.guest_interfaces(addresses), plan.gateways,
                                 netns=netns)
+        # The addresses may have been another link's a moment ago (a re-created instance).
+        refresh_neighbours(plan.bridge, veth_host_name(instance),
+                           [addresses.ipv4, addresses.ipv6], guest_netns=netns,
+                           guest_link=GUEST_LINK)
     except BaseException:
         if made:
             with contextlib.suppress(Exception):

@@ -33,17 +33,23 @@ def assert_nothing_left(host: DevHost, name: str) -> None:
     assert leftovers(host, name) == {"unit": False, "dataset": False, "listed": False}
 
 
-def hc_fails(host: DevHost, *args: str, message: str, code: int = 1) -> str:
-    """Run `hc ARGS`, expect exit ``code`` and ``message`` in its one-line error; return it."""
-    result = host.hc(*args, check=False)
+def hc_fails(host: DevHost, *args: str, message: str | None = None, code: int = 1,
+             user: str | None = None) -> str:
+    """Run `hc ARGS` (as ``user``), expect exit ``code``, nothing on stdout and an error on
+    stderr (with ``message`` in it, if given); return the error without its "hc: " prefix.
+
+    Off a terminal hc shows no progress, so the error is all stderr says: one line starting
+    "hc: " (usage errors: the usage, then "hc CMD: error: ..."); only a failed start adds the
+    guest's last log lines below it."""
+    result = host.hc(*args, check=False, user=user)
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    # The error is the line starting "hc: " (or "hc CMD: error:" from usage errors), after any
-    # progress lines; only a failed start adds the guest's last log lines below it.
+    assert result.stdout == "", result.stdout
     start = re.search(r"^hc( [a-z]+)?: ", result.stderr, re.MULTILINE)
     assert start, result.stderr
-    error = result.stderr[start.start():]
-    assert message in error, result.stderr
-    return error
+    assert start.start() == 0 or result.stderr.startswith("usage: "), result.stderr
+    error = result.stderr[start.start():].rstrip("\n")
+    assert message is None or message in error, result.stderr
+    return error.removeprefix("hc: ")
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from cli_checks import hc_fails
 
 from homecloud.devhost import DevHost, guest_file
 from homecloud.sizes import format_size, parse_size
@@ -41,17 +42,6 @@ FULL_HINT = "remove unused images, instances or snapshots, or grow the pool"
 
 
 # -- running hc and looking at the host ---------------------------------------------------------
-
-def hc_fails(host: DevHost, *args: str, code: int = 1, user: str | None = None) -> str:
-    """Run `hc ARGS` expecting failure with exit ``code``; return its one error line (without
-    the "hc: " prefix). Progress lines may come first; the error is the last thing said."""
-    result = host.hc(*args, check=False, user=user)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("hc: ")]
-    assert (result.returncode, len(errors)) == (code, 1), (result.returncode, result.stderr)
-    assert result.stderr.endswith(errors[0] + "\n"), result.stderr
-    assert result.stdout == ""
-    return errors[0][len("hc: "):]
-
 
 @dataclass(frozen=True)
 class HostState:

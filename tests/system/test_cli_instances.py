@@ -258,6 +258,43 @@ def test_detached_output_goes_to_logs(devhost: DevHost, busybox: str, names: lis
              lambda: "from the background" in devhost.hc("logs", "detached").stdout)
 
 
+def test_quiet_in_scripts_progress_on_request(devhost: DevHost, busybox: str,
+                                             names: list[str]) -> None:
+    names += ["quiet", "steps", "tty"]
+    # Through pipes: the result on stdout, nothing on stderr.
+    quiet = devhost.hc("run", "-d", busybox, "--name", "quiet", "--", "sleep", "600")
+    assert (quiet.stdout, quiet.stderr) == ("quiet\n", "")
+    # --progress: each step once, one line each.
+    steps = devhost.hc("run", "-d", "--progress", busybox, "--name", "steps", "--", "sleep",
+                       "600")
+    lines = steps.stderr.splitlines()
+    assert steps.stdout == "steps\n"
+    assert len(lines) > 1 and all(line.startswith("starting steps: ") for line in lines), lines
+    assert len(set(lines)) == len(lines), lines
+    # A failure: one line on stderr, nothing on stdout.
+    error = hc_fails(devhost, "run", "-d", busybox, "--name", "steps", "--", "true",
+                     message="instance 'steps' already exists")
+    assert "\n" not in error
+    # On a terminal: the progress bar, redrawn in place and cleared at the end.
+    status, out = run_in_pty(devhost, [*devhost.hc_argv(), "run", "-d", busybox, "--name",
+                                       "tty", "--", "sleep", "600"], "", ready="")
+    assert status == 0, out
+    assert "\rstarting tty [" in out and out.rstrip().endswith("tty"), out
+
+
+def test_image_build_is_quiet_in_scripts(devhost: DevHost) -> None:
+    try:
+        quiet = devhost.hc("image", "build", "busybox", "--name", "bb-quiet")
+        assert quiet.stderr == "" and quiet.stdout.startswith("built image bb-quiet ("), quiet
+        steps = devhost.hc("image", "build", "busybox", "--name", "bb-steps", "--progress")
+        lines = steps.stderr.splitlines()
+        assert lines and all(line.startswith("building bb-steps: ") for line in lines), lines
+        assert len(set(lines)) == len(lines), lines
+    finally:
+        for name in ("bb-quiet", "bb-steps"):
+            devhost.hc("image", "rm", name, check=False)
+
+
 def test_env_and_binds(devhost: DevHost, busybox: str) -> None:
     source = devhost.run("mktemp", "-d").stdout.strip()
     try:

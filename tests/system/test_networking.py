@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -255,6 +256,63 @@ def test_a_port_given_twice_published_or_in_use_is_refused(net: Net, web: Web,
     # The same number over UDP is another port.
     net.host.hc("run", "-q", net.image, "--name", "udp", "-p", "8080:80/udp")
     net.host.hc("rm", "-f", "udp")
+
+
+# -- a re-created instance ---------------------------------------------------------------------
+
+AGAIN = "hello again"
+# A neighbour entry still holding the old MAC makes the first connection wait ~10 s.
+ANSWER_WITHIN = 3.0
+
+
+def first_answer(what: str, attempt: Any) -> float:
+    """Seconds until ``attempt()`` returned the page (retried: the server may take a moment to
+    listen); AssertionError after ANSWER_WITHIN."""
+    start = time.monotonic()
+    while attempt() != AGAIN:
+        if time.monotonic() - start > ANSWER_WITHIN:
+            raise AssertionError(f"{what} did not answer within {ANSWER_WITHIN} s")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_a_recreated_instance_answers_at_once(net: Net, web: Web, db: str) -> None:
+    """`hc rm -f` and the same `hc run`: the same addresses on a new veth with a new MAC.
+    Neither the host nor another instance may keep sending to the old MAC."""
+    host = net.host
+    script = (f"mkdir -p /www && echo '{AGAIN}' > /www/index.html && "
+              "exec /opt/busybox httpd -f -p 80 -h /www")
+    run = ("run", "-d", net.image, "--name", "again", "-p", "18080:80", "--bind",
+           BUSYBOX_BIND, "--", "sh", "-c", script)
+
+    def targets(info: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "host -> 127.0.0.1:18080": lambda: fetch(host, url("127.0.0.1", 18080)),
+            "host -> IPv4": lambda: fetch(host, url(info["ipv4"])),
+            "host -> IPv6": lambda: fetch(host, url(info["ipv6"])),
+            "db -> IPv4": lambda: in_guest_tcp(host, db, info["ipv4"], 80),
+            "db -> IPv6": lambda: in_guest_tcp(host, db, info["ipv6"], 80),
+        }
+
+    def mac() -> str:
+        return host.hc("exec", "again", "--", "cat", "/sys/class/net/eth0/address").stdout
+
+    try:
+        host.hc(*run)
+        first = host.hc("inspect", "again", json=True)
+        for what, attempt in targets(first).items():  # every cache now holds the first MAC
+            wait_for(what, lambda attempt=attempt: attempt() == AGAIN)
+        old_mac = mac()
+        host.hc("rm", "-f", "again")
+        host.hc(*run)
+        second = host.hc("inspect", "again", json=True)
+        waited = {what: first_answer(what, attempt)
+                  for what, attempt in targets(second).items()}
+        assert (second["ipv4"], second["ipv6"]) == (first["ipv4"], first["ipv6"])
+        assert mac() != old_mac
+        assert max(waited.values()) < ANSWER_WITHIN, waited
+    finally:
+        host.hc("rm", "-f", "again", check=False)
 
 
 # -- removal and leftovers ----------------------------------------------------------------------
