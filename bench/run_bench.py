@@ -51,7 +51,7 @@ from timing import interleaved, p50_p95_ms
 
 from homecloud import devhost as devhosts
 from homecloud.errors import HomecloudError, HostError
-from homecloud.instances.container import nspawn_argv
+from homecloud.instances.drivers.nspawn import nspawn_argv
 from homecloud.instances.manager import SLICE
 from homecloud.instances.spec import InstanceSpec
 
@@ -61,7 +61,7 @@ BY_HAND_DIR = POOL / "bench-by-hand"  # outside images/ and instances/: the agen
 WARMUP = 2
 # The unit properties of the by-hand command in the issue, and KillMode as homecloud has it.
 # homecloud's unit also sets accounting, TasksMax, DevicePolicy and WatchdogSec
-# (homecloud/systemd/transient.py nspawn_service), which a person typing this leaves out.
+# (homecloud/instances/drivers/nspawn.py nspawn_service), which a person typing this leaves out.
 UNIT_PROPERTIES = ("Delegate=yes", "KillMode=mixed", "NotifyAccess=all")
 BOOT_TARGET_RATIO = 1.25
 COMMAND_TARGET_MS = 150.0

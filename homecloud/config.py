@@ -38,6 +38,15 @@ class ImagesConfig:
 
 
 @dataclass(frozen=True)
+class InstancesConfig:
+    """``drivers``: kinds of instance beyond homecloud's own, each ``KIND: module:Class`` (an
+    importable InstanceDriver) with its service set ``KIND.yaml`` in
+    /etc/homecloud/service-sets."""
+
+    drivers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class PeerHostConfig:
     """Another homecloud host: a child (``children``: its zone ``<name>.<this host's zone>`` is
     delegated to it) or this host's parent (``parent``: the host whose zone is this host's
@@ -79,6 +88,7 @@ class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    instances: InstancesConfig = field(default_factory=InstancesConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -106,6 +116,8 @@ def _coerce(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
             value = _children(value, f"{where}: children")
         elif key == "parent":
             value = None if value is None else _peer(value, f"{where}: parent", named=False)
+        elif key == "drivers":
+            value = _drivers(value, f"{where}: drivers")
         out[key] = value
     return out
 
@@ -150,12 +162,23 @@ def _children(value: Any, where: str) -> tuple[PeerHostConfig, ...]:
                  for index, item in enumerate(value, 1))
 
 
+def _drivers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """``{kind: "module:Class", ...}``."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.count(":") == 1
+            for k, v in value.items()):
+        raise UserError(f"{where}: expected a mapping of kind names to 'module:Class'")
+    return tuple(sorted(value.items()))
+
+
 def parse_config(data: dict[str, Any] | None, where: str = "config") -> Config:
     """Build a Config from the YAML mapping ``data`` (None means all defaults)."""
     data = dict(data or {})
     sections: dict[str, Any] = {}
     for key, cls in (("pool", PoolConfig), ("images", ImagesConfig),
-                     ("network", NetworkConfig)):
+                     ("network", NetworkConfig), ("instances", InstancesConfig)):
         section = data.pop(key, None) or {}
         if not isinstance(section, dict):
             raise UserError(f"{where}: {key!r} must be a mapping")

@@ -47,7 +47,7 @@ def require_devhost_support() -> None:
         pytest.skip("dev hosts need systemd-nspawn (apt-get install systemd-container)")
     if sys.prefix == sys.base_prefix:
         pytest.skip("dev hosts bind pytest's venv inside: run pytest from a venv made with "
-                    "/usr/bin/python3 (python3 -m homecloud.bootstrap test does)")
+                    "/usr/bin/python3 (python3 -m homecloud.host.bootstrap test does)")
     try:
         check_venv(Path(sys.prefix))
     except HostError as exc:

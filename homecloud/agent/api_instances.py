@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -34,10 +33,11 @@ def spec_from_body(request: Request) -> Any:
     command = body_field(request, "command", list, required=False)
     ports = body_field(request, "ports", list, required=False, default=[])
     network = body_field(request, "network", str, required=False, default="default")
+    kind = body_field(request, "kind", str, required=False, default="container")
     if not all(isinstance(v, str) for v in [*env.values(), *binds, *(command or []), *ports]):
         raise UserError("env values, binds, ports and command must be strings")
     return InstanceSpec(
-        name=name, image=image, cpus=float(cpus) if cpus is not None else None,
+        name=name, image=image, kind=kind, cpus=float(cpus) if cpus is not None else None,
         memory=parse_memory(memory) if memory is not None else None,
         env={str(k): v for k, v in env.items()}, binds=[Bind.parse(b) for b in binds],
         command=command, restart=body_field(request, "restart", str, required=False,
@@ -72,8 +72,7 @@ def instance_routes(agent: Agent) -> list[Route]:
         attach = bool(body_field(request, "attach", bool, required=False, default=False))
         remove = bool(body_field(request, "remove", bool, required=False, default=False))
         stdio = _stdio(request)
-        spec.validate(manager().host)
-        manager().check_network(spec)  # a bad -p or no network: an error before any work
+        manager().validate(spec)  # a bad -p, kind or no network: an error before any work
 
         def work(progress: ProgressReport) -> dict[str, Any]:
             with agent.busy_instances.hold(spec.name, "a creation"):
@@ -115,49 +114,54 @@ def instance_routes(agent: Agent) -> list[Route]:
         return Response({"exit_status": status})
 
     def logs(request: Request) -> StreamResponse:
-        from homecloud.instances.logs import log_command
-
-        argv = log_command(manager(), request.params["name"],
-                           lines=query_int(request, "lines", 50),
-                           follow=query_flag(request, "follow"))
+        argv = manager().log_command(request.params["name"],
+                                     lines=query_int(request, "lines", 50),
+                                     follow=query_flag(request, "follow"))
         return StreamResponse(_stream_lines(argv))
 
+    from homecloud.agent.schemas import INSTANCE_NAME, array_of, dataclass_schema, object_schema
+    from homecloud.instances.info import InstanceInfo
+
+    info, name = dataclass_schema(InstanceInfo), {"name": INSTANCE_NAME}
     return [
-        Route("GET", "/v1/instances", list_instances, "List instances with their state"),
+        Route("GET", "/v1/instances", list_instances, "List instances with their state",
+              response=array_of(info)),
         Route("POST", "/v1/instances", create_instance,
               "Create and start an instance (streams step progress; with attach and a "
               "command, waits for it and returns its exit status)",
               body={"image": "string", "name": "string?", "cpus": "number?",
-                    "memory": "string?", "env": "object?", "binds": "array?",
+                    "memory": "string|integer?", "env": "object?", "binds": "array?",
                     "command": "array?", "restart": "string?", "ports": "array?",
-                    "network": "string?", "attach": "boolean?", "remove": "boolean?"},
-              streams=True),
-        Route("GET", "/v1/instances/{name}", get_instance, "Describe one instance"),
-        Route("POST", "/v1/instances/{name}/start", lifecycle("start"), "Start an instance"),
+                    "network": "string?", "kind": "string?", "attach": "boolean?",
+                    "remove": "boolean?"},
+              streams=True, response=info),
+        Route("GET", "/v1/instances/{name}", get_instance, "Describe one instance",
+              response=info, params=name),
+        Route("POST", "/v1/instances/{name}/start", lifecycle("start"), "Start an instance",
+              response=info, params=name),
         Route("POST", "/v1/instances/{name}/stop", lifecycle("stop"),
               "Stop an instance (clean poweroff, then kill after the timeout)",
-              body={"timeout": "number?"}),
+              body={"timeout": "number?"}, response=info, params=name),
         Route("POST", "/v1/instances/{name}/restart", lifecycle("restart"),
-              "Restart an instance", body={"timeout": "number?"}),
+              "Restart an instance", body={"timeout": "number?"}, response=info, params=name),
         Route("DELETE", "/v1/instances/{name}", remove_instance,
-              "Remove an instance (?force=1 stops it first)"),
+              "Remove an instance (?force=1 stops it first)",
+              response=object_schema({"removed": "string"}), params=name),
         Route("POST", "/v1/instances/{name}/exec", exec_instance,
               "Run a command in a running instance; pass stdin/stdout/stderr descriptors "
-              "with the request to attach", body={"command": "array", "env": "object?"}),
+              "with the request to attach", body={"command": "array", "env": "object?"},
+              response=object_schema({"exit_status": "integer"}), params=name),
         Route("GET", "/v1/instances/{name}/logs", logs,
-              "The instance's journal (?lines=N, ?follow=1)", streams=True),
+              "The instance's journal (?lines=N, ?follow=1)", streams=True,
+              response=object_schema({"exit_status": "integer?"}), params=name),
     ]
 
 
 def _stream_lines(argv: list[str]) -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            errors="replace")
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            yield {"progress": {"line": line.rstrip("\n")}}
-    finally:
-        proc.kill()
-        proc.wait()
-    yield {"result": {"exit_status": proc.returncode}}
+    from homecloud.tools import tool_lines
 
+    for item in tool_lines(argv):
+        if isinstance(item, int):
+            yield {"result": {"exit_status": item}}
+        else:
+            yield {"progress": {"line": item}}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from homecloud.agent.busy import BusyNames
-from homecloud.agent.state import Store
 from homecloud.config import Config
 from homecloud.images.catalog import ImageCatalog
 from homecloud.instances.manager import InstanceManager
 from homecloud.network.service import NetworkService
+from homecloud.state.store import Store
 from homecloud.storage.base import StorageDriver
 from homecloud.systemd.bus import SystemBus
 from homecloud.systemd.transient import Systemd
@@ -31,4 +31,5 @@ class Agent:
         self.images = ImageCatalog(self.store, self.pool)
         self.network = NetworkService(self.config.network, self.store, Systemd(self.bus))
         self.instances = InstanceManager(self.store, self.pool, self.images, self.bus,
-                                         network=self.network)
+                                         network=self.network,
+                                         drivers=self.config.instances.drivers)

@@ -13,12 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from homecloud.agent.state import Store
 from homecloud.errors import Conflict, NotFound
 from homecloud.names import validate_name
+from homecloud.state.store import Schema, Store
 from homecloud.storage.base import StorageDriver
 
 IMAGE_PREFIX = "images"
+SCHEMA = Schema("images", (
+    """
+    CREATE TABLE images (
+        name        TEXT PRIMARY KEY,
+        dataset     TEXT NOT NULL,
+        source      TEXT NOT NULL,       -- 'build:debian/bookworm' or 'import:/path'
+        created     REAL NOT NULL,
+        size_bytes  INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+))
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,7 @@ def _tree_size(path: Path) -> int:
 
 class ImageCatalog:
     def __init__(self, store: Store, pool: StorageDriver) -> None:
+        store.require(SCHEMA)
         self.store = store
         self.pool = pool
 

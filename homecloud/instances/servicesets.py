@@ -13,6 +13,9 @@ A file lists steps, each naming an *action* from a registry the drivers fill::
         action: start-unit
         after: [dataset]
         with: {timeout: 90}      # optional parameters, handed to the action's factory
+    start:                       # optional: what `hc start` runs for an existing instance
+      - id: unit
+        action: start-unit
 
 Files in /etc/homecloud/service-sets override and extend the ones shipped with homecloud.
 """
@@ -27,11 +30,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from homecloud.errors import NotFound, UserError
 from homecloud.instances.steps import Step, StepGraph, StepGraphError, check_graph
 from homecloud.names import validate_name
+from homecloud.resources import shipped_dir
 
 C = TypeVar("C")
 C_contra = TypeVar("C_contra", contravariant=True)
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "service-sets"
+SHIPPED_DIR = shipped_dir("service-sets")
 SEARCH_PATH: tuple[Path, ...] = (Path("/etc/homecloud/service-sets"), SHIPPED_DIR)
 _STEP_KEYS = {"id", "action", "after", "with"}
 
@@ -43,6 +47,13 @@ class StepAction(Protocol[C_contra]):
 
 
 ActionFactory = Callable[[Mapping[str, Any]], StepAction[C]]
+
+
+def plain_action(cls: Callable[..., StepAction[C]]) -> ActionFactory[C]:
+    """A factory that hands a step's ``with:`` parameters to ``cls`` as keyword arguments."""
+    def factory(params: Mapping[str, Any]) -> StepAction[C]:
+        return cls(**params)
+    return factory
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,12 @@ class ServiceSet:
     steps: tuple[StepDef, ...]
     description: str = ""
     source: str = ""
+    start: tuple[StepDef, ...] = ()  # run by `hc start` of an existing instance
+
+    def starting(self) -> ServiceSet:
+        """The set's start steps as a service set of their own."""
+        return ServiceSet(kind=f"{self.kind} start", steps=self.start,
+                          description=self.description, source=f"{self.source} (start)")
 
 
 class ActionRegistry(Generic[C]):
@@ -96,11 +113,20 @@ def parse_service_set(data: Any, kind: str, source: str) -> ServiceSet:
     """Validate the YAML document ``data``; every problem is a UserError naming ``source``."""
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise UserError(f"{source}: expected a mapping with a 'steps' list")
-    unknown = set(data) - {"description", "steps"}
+    unknown = set(data) - {"description", "steps", "start"}
     if unknown:
         raise UserError(f"{source}: unknown keys {', '.join(sorted(unknown))}")
+    start = data.get("start", [])
+    if not isinstance(start, list):
+        raise UserError(f"{source}: 'start' must be a list of steps")
+    return ServiceSet(kind=kind, steps=_parse_steps(data["steps"], source),
+                      description=str(data.get("description", "")), source=source,
+                      start=_parse_steps(start, f"{source}: start") if start else ())
+
+
+def _parse_steps(raw_steps: list[Any], source: str) -> tuple[StepDef, ...]:
     steps: list[StepDef] = []
-    for index, raw in enumerate(data["steps"], 1):
+    for index, raw in enumerate(raw_steps, 1):
         where = f"{source}: step {index}"
         if not isinstance(raw, dict):
             raise UserError(f"{where}: expected a mapping with 'id' and 'action'")
@@ -126,8 +152,7 @@ def parse_service_set(data: Any, kind: str, source: str) -> ServiceSet:
         check_graph(((s.id, s.after) for s in steps), source)
     except StepGraphError as exc:
         raise UserError(str(exc)) from exc
-    return ServiceSet(kind=kind, steps=tuple(steps), description=str(data.get("description", "")),
-                      source=source)
+    return tuple(steps)
 
 
 def load_service_set(kind: str, search: Sequence[Path] = SEARCH_PATH) -> ServiceSet:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from homecloud.dns import DNS_UNIT
 from homecloud.errors import UserError
+from homecloud.instances.kinds import BUILTIN_KINDS
 from homecloud.names import validate_instance_name, validate_name
 from homecloud.network.ports import PortMapping, check_unique, parse_port_mapping
 from homecloud.sizes import format_size, parse_size
 
-KINDS = ("container",)
 RESTART_POLICIES = ("no", "always")
 # default: an address on the host's bridge, a DNS name, firewall rules for published ports;
 # none: a private network namespace with loopback only.
@@ -91,17 +92,20 @@ class InstanceSpec:
         data["ports"] = tuple(PortMapping.from_json(p) for p in data.get("ports", []))
         return cls(**data)
 
-    def validate(self, host: HostLimits | None = None) -> InstanceSpec:
-        """Raise a one-line UserError for the first thing wrong; return self when all is well."""
+    def validate(self, host: HostLimits | None = None,
+                 kinds: Sequence[str] | None = None) -> InstanceSpec:
+        """Raise a one-line UserError for the first thing wrong; return self when all is well.
+        ``kinds``: the kinds this host has drivers for (default: homecloud's own)."""
         host = host or HostLimits.probe()
+        kinds = tuple(BUILTIN_KINDS) if kinds is None else kinds
         validate_instance_name(self.name)
         if self.name in RESERVED_NAMES:
             raise UserError(f"instance name {self.name!r} is reserved ("
                             f"{RESERVED_NAMES[self.name]}); choose another")
         validate_name(self.image, "image name")
-        if self.kind not in KINDS:
+        if self.kind not in kinds:
             raise UserError(f"instance kind {self.kind!r} is not supported (use: "
-                            f"{', '.join(KINDS)})")
+                            f"{', '.join(kinds)})")
         if self.restart not in RESTART_POLICIES:
             raise UserError(f"--restart {self.restart!r} is invalid: use "
                             f"{' or '.join(RESTART_POLICIES)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
     IPv4Network,
@@ -22,7 +23,6 @@ from ipaddress import (
 )
 
 from homecloud.errors import UserError
-from homecloud.network.routes import Route
 
 ULA_PREFIX = IPv6Network("fd00::/8")
 # RFC 1918, in the order we try them: 10/8 first, it has room for 65,536 /24s.
@@ -38,6 +38,26 @@ USER_PREFIX_RANGE_V4 = (8, 29)
 # gateway (::1), and the reserved subnet anycast range at the top.
 _RESERVED_IID_LOW = (0, 1)
 _RESERVED_IID_HIGH = 0xFDFF_FFFF_FFFF_FF80
+
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: IPv4Network | IPv6Network
+    device: str | None = None
+    table: int = 254
+    kind: str = "unicast"
+    protocol: int = 0  # who made it (rtm_protocol): homecloud's own are routing.ROUTE_PROTOCOL
+
+    def __str__(self) -> str:
+        text = str(self.destination)
+        if self.kind != "unicast":
+            text = f"{self.kind} {text}"
+        if self.device:
+            text += f" dev {self.device}"
+        if self.table not in (254, 255):
+            text += f" table {self.table}"
+        return text
 
 
 def _digest(domain: str, name: str) -> bytes:

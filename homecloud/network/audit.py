@@ -9,13 +9,13 @@ FORWARD DROP` through iptables-nft) sets up. ``forward_blockers`` finds such cha
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from homecloud.errors import HostError
 from homecloud.network.firewall import FAMILY, NFT, TABLE
+from homecloud.tools import run_tool
 
 Json = dict[str, Any]
 
@@ -79,11 +79,7 @@ def forward_blockers(ruleset: Iterable[Json], bridge: str) -> list[ForwardBlocke
 
 def read_ruleset() -> list[Json]:
     """Every table, chain and rule nftables has, as JSON items."""
-    try:
-        result = subprocess.run([NFT, "-j", "list", "ruleset"], capture_output=True, text=True,
-                                timeout=30)
-    except FileNotFoundError:
-        raise HostError("nft is missing: install nftables (apt-get install nftables)") from None
-    if result.returncode != 0:
+    result = run_tool([NFT, "-j", "list", "ruleset"], timeout=30, package="nftables")
+    if not result.ok:
         raise HostError(f"cannot list the nftables ruleset: {result.stderr.strip()}")
     return list(json.loads(result.stdout or '{"nftables": []}')["nftables"])

@@ -20,7 +20,6 @@ a batch atomically, so the old table is replaced in one step and no other table 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -28,6 +27,7 @@ from typing import Any
 
 from homecloud.errors import HostError
 from homecloud.network.ports import PortMapping, check_not_published, check_unique
+from homecloud.tools import ToolResult, run_tool
 
 FAMILY = "inet"
 TABLE = "homecloud"
@@ -275,17 +275,13 @@ def removal() -> Json:
 # -- applying -----------------------------------------------------------------------------------
 
 def _nft(args: Sequence[str], stdin: str | None = None, netns: str | None = None,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
+         check: bool = True) -> ToolResult:
     argv = [NFT, *args]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
-    try:
-        result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise HostError("nft is missing: install nftables (apt-get install nftables)") from None
-    if check and result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or ["no message"])[0]
-        raise HostError(f"nftables refused homecloud's ruleset: {detail}")
+    result = run_tool(argv, input=stdin, package="nftables")
+    if check and not result.ok:
+        raise HostError(f"nftables refused homecloud's ruleset: {result.first_error_line()}")
     return result
 
 

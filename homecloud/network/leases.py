@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from homecloud.errors import Conflict
 
-# Run by migration 3 of homecloud/agent/state.py: shipped, so never edit it; migrate instead.
+# Migration 1 of the network schema (records.py): shipped, so never edit it; migrate instead.
 LEASES_DDL = """
 CREATE TABLE leases (
     subnet      TEXT NOT NULL,       -- the bridge's IPv4 subnet, '10.83.12.0/24'

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from homecloud.network.ports import PortMapping, check_not_published, check_unique
 
-# Run by migration 3 of homecloud/agent/state.py: shipped, so never edit it; migrate instead.
+# Migration 1 of the network schema (records.py): shipped, so never edit it; migrate instead.
 PORTS_DDL = """
 CREATE TABLE ports (
     protocol    TEXT NOT NULL,       -- 'tcp' or 'udp'

@@ -9,12 +9,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
-from homecloud.agent.state import Store
-from homecloud.network.leases import LeaseTable
+from homecloud.network.leases import LEASES_DDL, LeaseTable
 from homecloud.network.plan import InstanceAddresses, NetworkPlan
 from homecloud.network.ports import PortMapping
-from homecloud.network.published import PortTable
-from homecloud.network.subnets import NetworkTable, Subnets
+from homecloud.network.published import PORTS_DDL, PortTable
+from homecloud.network.subnets import NETWORKS_DDL, NetworkTable, Subnets
+from homecloud.state.store import Schema, Store
+
+# The subnets chosen for each bridge (so they survive a restart), the IPv4 address each
+# instance holds and the host ports it publishes (the primary key keeps a host port to one
+# instance).
+SCHEMA = Schema("network", (NETWORKS_DDL + LEASES_DDL + PORTS_DDL,))
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Member:
 
 class NetworkRecords:
     def __init__(self, store: Store) -> None:
+        store.require(SCHEMA)
         self.store = store
 
     def stored_subnets(self, bridge: str) -> Subnets | None:

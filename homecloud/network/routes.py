@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import ip_network
 from typing import Any
 
+from homecloud.network.addresses import Route
 from homecloud.network.netlink import rtnl
 
 # Kernel route types worth knowing about; others (broadcast, anycast...) are shown by number.
 _ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 5: "multicast", 6: "blackhole",
                 7: "unreachable", 8: "prohibit"}
-
-
-@dataclass(frozen=True)
-class Route:
-    destination: IPv4Network | IPv6Network
-    device: str | None = None
-    table: int = 254
-    kind: str = "unicast"
-    protocol: int = 0  # who made it (rtm_protocol): homecloud's own are routing.ROUTE_PROTOCOL
-
-    def __str__(self) -> str:
-        text = str(self.destination)
-        if self.kind != "unicast":
-            text = f"{self.kind} {text}"
-        if self.device:
-            text += f" dev {self.device}"
-        if self.table not in (254, 255):
-            text += f" table {self.table}"
-        return text
 
 
 def _route_from_message(message: Any, names: dict[int, str]) -> Route:

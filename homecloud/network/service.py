@@ -21,21 +21,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from homecloud.agent.state import Store
 from homecloud.config import NetworkConfig
 from homecloud.dns import DNS_UNIT
 from homecloud.dns.config import CONFIG_PATH, DnsConfig
-from homecloud.dns.publish import ZoneFile, dns_config, wait_served
-from homecloud.dns.records import zone_records
 from homecloud.errors import HomecloudError, HostError, UserError
 from homecloud.network import firewall
 from homecloud.network.coalesce import Coalesced
+from homecloud.network.dns_publish import ZoneFile, wait_served
+from homecloud.network.dns_zone import dns_config, zone_records
 from homecloud.network.guest import (
     plumb_instance,
     remove_stray_parts,
     stray_parts,
     unplumb_instance,
 )
+from homecloud.network.hostports import check_host_port_free
 from homecloud.network.links import ensure_bridge, link_exists
 from homecloud.network.peers import (
     PeerRoute,
@@ -51,7 +51,6 @@ from homecloud.network.plan import (
 )
 from homecloud.network.ports import (
     PortMapping,
-    check_host_port_free,
     check_not_published,
     check_unique,
 )
@@ -61,6 +60,7 @@ from homecloud.network.routes import Route, read_routes
 from homecloud.network.routing import ROUTE_PROTOCOL, sync_routes
 from homecloud.network.subnets import decide_subnets
 from homecloud.network.sysctl import enable_forwarding, enable_route_localnet
+from homecloud.state.store import Store
 from homecloud.systemd.transient import Systemd
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from homecloud.network.addresses import (
 )
 from homecloud.network.routes import Route
 
-# Run by migration 3 of homecloud/agent/state.py: shipped, so never edit it; migrate instead.
+# Migration 1 of the network schema (records.py): shipped, so never edit it; migrate instead.
 NETWORKS_DDL = """
 CREATE TABLE networks (
     bridge      TEXT PRIMARY KEY,

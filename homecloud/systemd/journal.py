@@ -13,10 +13,12 @@ Where an instance's logs live:
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from homecloud.errors import HomecloudError
+from homecloud.tools import run_tool
 
 JOURNALCTL = "journalctl"
 
@@ -44,8 +46,8 @@ def guest_argv(root: Path, lines: int | None = None, *, follow: bool = False) ->
 
 def _run(argv: Sequence[str]) -> list[str]:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_tool(argv, timeout=10)
+    except HomecloudError:  # no journalctl: no lines to show
         return []
     return [line for line in out.stdout.splitlines() if line.strip()]
 

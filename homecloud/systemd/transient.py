@@ -1,6 +1,6 @@
-"""Transient services: described as plain data, rendered to D-Bus properties, started and watched.
+"""Transient services started and watched over D-Bus (described and rendered in units.py).
 
-The rendering is pure (unit-tested without systemd). We marshal the property list ourselves
+We marshal the property list ourselves
 rather than through pystemd's ``StartTransientUnit``, whose ``KNOWN_UNIT_SIGNATURES`` table
 raises KeyError for properties it does not list; here every property carries its own D-Bus
 signature.
@@ -11,20 +11,16 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from homecloud.errors import HomecloudError, UserError
 from homecloud.systemd.bus import SERVICE_IFACE, UNIT_IFACE, SystemBus, unit_path
+from homecloud.systemd.units import USEC, Property, TransientService, render_properties
 
-USEC = 1_000_000
-# What systemd-nspawn@.service uses: nspawn turns SIGTERM into a clean guest poweroff, and
-# KillMode=mixed sends it to nspawn alone, SIGKILLing the rest only when TimeoutStopSec passes.
-# 133 is nspawn's "the guest rebooted" status.
-NSPAWN_REBOOT_STATUS = 133
+__all__ = ["Property", "Systemd", "TransientService", "UnitFailed", "UnitStatus", "UnitSummary",
+           "marshal_properties", "render_properties"]
 
-# (name, D-Bus signature, value)
-Property = tuple[str, str, Any]
 DISCARD_WAIT = 5.0
 
 
@@ -35,131 +31,6 @@ class UnitFailed(UserError):
         full = message if not lines else message + "; last log lines:\n  " + "\n  ".join(lines)
         super().__init__(full)
         self.lines = list(lines)
-
-
-@dataclass(frozen=True)
-class TransientService:
-    name: str  # "hc-web.service"
-    argv: Sequence[str]
-    description: str = ""
-    service_type: str = "notify"  # notify | exec | simple | oneshot
-    notify_access: str | None = None  # None: systemd's default (main)
-    slice: str | None = None
-    environment: dict[str, str] = field(default_factory=dict)
-    cpus: float | None = None  # CPUQuota=cpus*100%
-    memory_max: int | None = None  # bytes
-    tasks_max: int | None = None
-    timeout_stop: float | None = None  # seconds
-    timeout_start: float | None = None
-    kill_mode: str | None = None  # control-group | mixed | process | none
-    kill_signal: int | None = None
-    delegate: bool = False
-    restart: str = "no"  # no | always | on-failure
-    restart_sec: float | None = None
-    remain_after_exit: bool = False
-    success_exit_status: Sequence[int] = ()
-    restart_force_exit_status: Sequence[int] = ()
-    watchdog_sec: float | None = None
-    device_policy: str | None = None
-    device_allow: Sequence[tuple[str, str]] = ()
-    accounting: bool = True  # CPU/memory/tasks accounting, so status can report usage
-    # The client's stdin, stdout and stderr, as `systemd-run --pipe` passes them; None: the
-    # journal.
-    stdio: tuple[int, int, int] | None = None
-    extra: Sequence[Property] = ()  # anything else, already typed
-
-
-def _usec(seconds: float) -> int:
-    return int(round(seconds * USEC))
-
-
-def render_properties(svc: TransientService) -> list[Property]:
-    """The StartTransientUnit property list for ``svc``, each with its D-Bus signature."""
-    if not svc.argv:
-        raise ValueError(f"{svc.name}: empty command line")
-    props: list[Property] = [
-        ("Description", "s", svc.description or svc.name),
-        ("Type", "s", svc.service_type),
-        ("ExecStart", "a(sasb)", [(svc.argv[0], list(svc.argv), False)]),
-    ]
-    if svc.notify_access:
-        props.append(("NotifyAccess", "s", svc.notify_access))
-    if svc.slice:
-        props.append(("Slice", "s", svc.slice))
-    if svc.environment:
-        props.append(("Environment", "as", [f"{k}={v}" for k, v in svc.environment.items()]))
-    if svc.accounting:
-        props += [("CPUAccounting", "b", True), ("MemoryAccounting", "b", True),
-                  ("TasksAccounting", "b", True)]
-    if svc.cpus is not None:
-        props.append(("CPUQuotaPerSecUSec", "t", _usec(svc.cpus)))
-    if svc.memory_max is not None:
-        props.append(("MemoryMax", "t", svc.memory_max))
-    if svc.tasks_max is not None:
-        props.append(("TasksMax", "t", svc.tasks_max))
-    if svc.timeout_stop is not None:
-        props.append(("TimeoutStopUSec", "t", _usec(svc.timeout_stop)))
-    if svc.timeout_start is not None:
-        props.append(("TimeoutStartUSec", "t", _usec(svc.timeout_start)))
-    if svc.kill_mode:
-        props.append(("KillMode", "s", svc.kill_mode))
-    if svc.kill_signal is not None:
-        props.append(("KillSignal", "i", svc.kill_signal))
-    if svc.delegate:
-        props.append(("Delegate", "b", True))
-    props.append(("Restart", "s", svc.restart))
-    if svc.restart_sec is not None:
-        props.append(("RestartUSec", "t", _usec(svc.restart_sec)))
-    if svc.remain_after_exit:
-        props.append(("RemainAfterExit", "b", True))
-    if svc.success_exit_status:
-        props.append(("SuccessExitStatus", "(aiai)", (list(svc.success_exit_status), [])))
-    if svc.restart_force_exit_status:
-        props.append(("RestartForceExitStatus", "(aiai)",
-                      (list(svc.restart_force_exit_status), [])))
-    if svc.watchdog_sec is not None:
-        props.append(("WatchdogUSec", "t", _usec(svc.watchdog_sec)))
-    if svc.device_policy:
-        props.append(("DevicePolicy", "s", svc.device_policy))
-    if svc.device_allow:
-        props.append(("DeviceAllow", "a(ss)", [tuple(d) for d in svc.device_allow]))
-    if svc.stdio is not None:
-        for stream, fd in zip(("Input", "Output", "Error"), svc.stdio, strict=True):
-            props.append((f"Standard{stream}FileDescriptor", "h", fd))
-    props += list(svc.extra)
-    return props
-
-
-def nspawn_service(name: str, argv: Sequence[str], *, description: str, slice: str,
-                   boot: bool, cpus: float | None, memory_max: int | None,
-                   timeout_stop: float, restart: str,
-                   stdio: tuple[int, int, int] | None = None,
-                   netns_path: str | None = None) -> TransientService:
-    """A service running systemd-nspawn, configured like systemd-nspawn@.service.
-    ``netns_path``: a network namespace (/run/netns/NAME) systemd runs nspawn in."""
-    return TransientService(
-        name=name, argv=argv, description=description, slice=slice,
-        # Booting: nspawn sends READY=1 when the guest's systemd is ready (--notify-ready=yes).
-        # A command: Type=exec, so its notifications are ignored; with Type=notify nspawn's
-        # STOPPING=1 at exit would make systemd drop the unit, status and all, and a fast
-        # command could exit before READY, turning its own failure into a failed start.
-        service_type="notify" if boot else "exec",
-        cpus=cpus, memory_max=memory_max, tasks_max=16384,
-        timeout_stop=timeout_stop, kill_mode="mixed", kill_signal=int(signal.SIGTERM),
-        delegate=True, restart=restart, restart_sec=1.0 if restart != "no" else None,
-        # A finished command stays visible ("exited") until removed, unless it is restarted.
-        # Not when the client's stdio was passed: a unit that stays loaded keeps those
-        # descriptors open, and `hc run IMAGE -- CMD | cat` would wait for ever. A finished
-        # attached command unloads (success) or stays failed with its exit status.
-        remain_after_exit=not boot and restart == "no" and stdio is None,
-        success_exit_status=(NSPAWN_REBOOT_STATUS,),
-        restart_force_exit_status=(NSPAWN_REBOOT_STATUS,) if boot else (),
-        watchdog_sec=180.0 if boot else None,
-        device_policy="closed",
-        device_allow=(("/dev/net/tun", "rwm"), ("char-pts", "rw")),
-        stdio=stdio,
-        extra=(("NetworkNamespacePath", "s", netns_path),) if netns_path else (),
-    )
 
 
 def marshal_properties(props: Sequence[Property]) -> list[Any]:

@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from homecloud.agent.state import Store
 from homecloud.config import load_config
 from homecloud.errors import HomecloudError
 from homecloud.images.catalog import ImageCatalog, image_dataset
-from homecloud.instances.manager import INSTANCE_PREFIX, InstanceManager
+from homecloud.instances.manager import InstanceManager
+from homecloud.instances.records import INSTANCE_PREFIX
 from homecloud.instances.spec import Bind, InstanceSpec
+from homecloud.state.store import Store
 from homecloud.storage.embedded import ensure_embedded_pool
 from homecloud.storage.pool import open_pool
 from homecloud.systemd.bus import SystemBus
@@ -95,7 +96,8 @@ def main() -> int:
             out = {"names": [i.name for i in infos], "states": [i.state for i in infos],
                    "seconds": time.perf_counter() - start}
         elif action == "leader":
-            out = m.leader_pid(args["name"])
+            instance = m.instance(args["name"])
+            out = m.driver(instance).leader_pid(instance)  # type: ignore[attr-defined]
         elif action == "reconcile":
             out = dataclasses.asdict(m.reconcile())
         elif action == "leaks":

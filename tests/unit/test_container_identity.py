@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from homecloud.errors import UserError
-from homecloud.instances.container import (
+from homecloud.instances.drivers.nspawn import nspawn_argv
+from homecloud.instances.rootfs import (
     GuestNetwork,
     boots_systemd,
     hosts_file,
-    nspawn_argv,
     read_file_in_root,
     resolv_conf,
     write_file_in_root,

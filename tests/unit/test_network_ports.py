@@ -3,9 +3,9 @@ import socket
 import pytest
 
 from homecloud.errors import Conflict, UserError
+from homecloud.network.hostports import check_host_port_free
 from homecloud.network.ports import (
     PortMapping,
-    check_host_port_free,
     check_not_published,
     check_unique,
     parse_port_mapping,

@@ -6,11 +6,11 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 import pytest
 
-from homecloud.agent.state import Store
 from homecloud.errors import Conflict
 from homecloud.network.plan import Names, NetworkPlan
 from homecloud.network.ports import PortMapping
 from homecloud.network.records import NetworkRecords
+from homecloud.state.store import Store
 
 PLAN = NetworkPlan("hc0", IPv4Network("10.9.8.0/24"), IPv6Network("fd00:1:2:3::/64"),
                    Names("alpha", "home.arpa"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from homecloud.agent.state import Store
 from homecloud.config import NetworkConfig
 from homecloud.errors import UserError
 from homecloud.network.ports import PortMapping
 from homecloud.network.service import NetworkService
+from homecloud.state.store import Store
 
 
 @pytest.fixture

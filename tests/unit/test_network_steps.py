@@ -7,13 +7,14 @@ from typing import Any, cast
 
 import pytest
 
-from homecloud.agent.state import Store
 from homecloud.config import NetworkConfig
 from homecloud.errors import UserError
-from homecloud.instances.manager import CreateContext
+from homecloud.instances.context import StepContext
 from homecloud.instances.network_steps import network_actions
+from homecloud.instances.records import Instance
 from homecloud.instances.spec import InstanceSpec
 from homecloud.network.service import NetworkService
+from homecloud.state.store import Store
 
 STEPS = ("lease-address", "make-netns", "publish-name", "apply-firewall")
 
@@ -32,13 +33,12 @@ class Recorder:
         return call
 
 
-def context(network: str) -> CreateContext:
+def context(network: str) -> StepContext:
     spec = InstanceSpec(name="web", image="debian", network=network)
-    return CreateContext(spec=spec, machine_id="0" * 32, dataset="instances/web",
-                         root=Path("/nonexistent"))
+    return StepContext(instance=Instance(spec=spec, machine_id="0" * 32))
 
 
-def run_all(service: Any, ctx: CreateContext) -> None:
+def run_all(service: Any, ctx: StepContext) -> None:
     for action in STEPS:
         step = network_actions(cast(NetworkService, service))[action]({})
         step.do(ctx)

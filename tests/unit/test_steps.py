@@ -133,7 +133,7 @@ def test_crash_hook_kills_the_process_after_the_named_step_only() -> None:
     import os
     import signal
 
-    from homecloud.instances.manager import crash_after_step
+    from homecloud.instances.faults import crash_after_step
 
     seen: list[StepEvent] = []
     assert crash_after_step(seen.append, None) == seen.append  # off: progress unchanged

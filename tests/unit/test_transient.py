@@ -6,10 +6,10 @@ import signal
 
 import pytest
 
+from homecloud.instances.drivers.nspawn import nspawn_service
 from homecloud.systemd.transient import (
     TransientService,
     marshal_properties,
-    nspawn_service,
     render_properties,
 )
 

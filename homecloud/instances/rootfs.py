@@ -1,19 +1,10 @@
-"""The container driver: what goes into a forked dataset, and the systemd-nspawn command line.
+"""A guest's root file system as homecloud writes it before the guest starts: its identity
+(hostname, machine-id, /etc/hosts, /etc/resolv.conf) and the file operations that never follow
+the image's links out of the tree.
 
-Decisions (measured in the dev host, systemd 252, kernel 6.x, btrfs pool):
-- User namespaces by default: ``--private-users=pick --private-users-ownership=auto``. On btrfs
-  nspawn then uses an idmapped mount: files on disk stay owned by 0 and nothing is chowned, so
-  the fork stays a cheap snapshot. Where idmapped mounts are unavailable nspawn falls back to a
-  recursive chown (slow, but correct).
-- A fresh machine-id is written rather than an empty file: an empty one makes the guest's
-  systemd treat the boot as its first (presets for every unit, slower READY), and a known id
-  lets the agent pass ``--uuid=`` (machined shows it) and find the guest's journal directory.
-- ``--link-journal=no``: the guest keeps its journal in its own dataset
-  (``/var/log/journal/<machine-id>``), readable with ``journalctl --directory`` whether it runs
-  or not; nothing appears in the host's /var/log/journal to clean up.
-- Networking: with a network, systemd starts nspawn inside the instance's own namespace
-  (homecloud/network/guest.py), so nspawn gets no network option and leaves /etc/resolv.conf
-  as written here (``--resolv-conf=off``); without one, ``--private-network`` (loopback only).
+A fresh machine-id is written rather than an empty file: an empty one makes the guest's systemd
+treat the boot as its first (presets for every unit, slower READY), and a known id lets the host
+pass it on (nspawn ``--uuid=``, machined) and find the guest's journal directory.
 """
 
 from __future__ import annotations
@@ -28,20 +19,9 @@ from pathlib import Path
 from homecloud.errors import UserError
 from homecloud.instances.spec import InstanceSpec
 
-NSPAWN = "systemd-nspawn"
-MACHINED = (Path("/usr/lib/systemd/systemd-machined"), Path("/lib/systemd/systemd-machined"))
-
-
-def unit_name(name: str) -> str:
-    return f"hc-{name}.service"
-
 
 def new_machine_id() -> str:
     return uuid.uuid4().hex
-
-
-def machined_available() -> bool:
-    return any(path.exists() for path in MACHINED)
 
 
 @dataclass(frozen=True)
@@ -53,31 +33,6 @@ class GuestNetwork:
     nameservers: tuple[str, ...]
     search: str
 
-
-def nspawn_argv(spec: InstanceSpec, root: Path, machine_id: str, *,
-                register: bool = True, networked: bool = False) -> list[str]:
-    """The systemd-nspawn command line for ``spec`` booting from (or running in) ``root``.
-    ``networked``: nspawn runs in the instance's network namespace (see the module notes)."""
-    network = ["--resolv-conf=off"] if networked else ["--private-network"]
-    argv = [NSPAWN, "--quiet", "--keep-unit", f"--machine={spec.name}", f"--directory={root}",
-            f"--uuid={machine_id}", "--private-users=pick", "--private-users-ownership=auto",
-            *network, "--link-journal=no", f"--register={'yes' if register else 'no'}"]
-    for key, value in spec.env.items():
-        argv.append(f"--setenv={key}={value}")
-    for bind in spec.binds:
-        argv.append(f"--bind{'-ro' if bind.readonly else ''}={bind.source}:{bind.target}")
-    if spec.boot:
-        # READY=1 reaches systemd when the guest's own systemd is ready.
-        argv += ["--boot", "--notify-ready=yes"]
-    else:
-        # A stub init as PID 1 reaps zombies and forwards SIGTERM (a plain PID 1 ignores it);
-        # output goes straight to the unit's journal stream.
-        argv += ["--as-pid2", "--console=pipe", "--notify-ready=no", "--"]
-        argv += list(spec.command or [])
-    return argv
-
-
-# -- identity ------------------------------------------------------------------------------------
 
 def write_identity(root: Path, spec: InstanceSpec, machine_id: str,
                    network: GuestNetwork | None = None) -> None:

@@ -1,0 +1,9 @@
+"""homecloud's own kinds of instance and where their drivers live (imported on first use)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+BUILTIN_KINDS: Mapping[str, str] = {
+    "container": "homecloud.instances.drivers.container:ContainerDriver",
+}
