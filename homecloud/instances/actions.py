@@ -49,7 +49,7 @@ def common_actions(records: InstanceRecords, driver: InstanceDriver,
             self.timeout = float(timeout) if timeout is not None else host.start_timeout
 
         def do(self, ctx: StepContext) -> None:
-            driver.start_unit(ctx.instance, self.timeout, ctx.stdio)
+            ctx.status = driver.start_unit(ctx.instance, self.timeout, ctx.stdio)
 
         def undo(self, ctx: StepContext) -> None:
             host.systemd.discard(ctx.instance.unit)

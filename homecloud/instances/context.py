@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homecloud.instances.records import Instance
+from homecloud.systemd.transient import UnitStatus
 
 if TYPE_CHECKING:
     from homecloud.network.plan import InstanceAddresses
@@ -22,6 +23,7 @@ class StepContext:
     progress: Progress | None = None
     stdio: Stdio | None = None  # command mode: the client's terminal
     addresses: InstanceAddresses | None = None  # set by the lease step
+    status: UnitStatus | None = None  # set by the unit step: the unit as it started
 
     @property
     def instance_name(self) -> str:

@@ -9,7 +9,9 @@ in its driver (drivers/): this manager knows no kind by name.
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,10 +114,14 @@ class InstanceManager:
             raise Conflict(f"instance {spec.name!r} already exists; pick another --name or "
                            f"remove it with `hc rm -f {spec.name}`")
         graph = self._graph(driver, driver.service_set)
-        ctx = StepContext(instance=Instance(spec=spec, machine_id=new_machine_id()),
+        ctx = StepContext(instance=Instance(spec=spec, machine_id=new_machine_id(),
+                                            created=time.time()),
                           progress=progress, stdio=stdio)
         graph.run(ctx, progress=faults.from_environment(progress))  # undone on failure
-        return self.get(spec.name)
+        # The unit's status as it started is fresh enough: no second round of questions.
+        finished = replace(ctx.instance, phase="ready")
+        return describe(finished, ctx.status, ctx.addresses,
+                        self._capabilities(spec.kind))
 
     def check_network(self, spec: InstanceSpec) -> None:
         """Refuse, before anything is made, a spec the network cannot take: the network is

@@ -84,8 +84,8 @@ class InstanceRecords:
             self.store.execute(
                 "INSERT INTO instances (name, image, kind, spec, created, phase, machine_id) "
                 "VALUES (?, ?, ?, ?, ?, 'creating', ?)",
-                (spec.name, spec.image, spec.kind, json.dumps(spec.to_json()), time.time(),
-                 instance.machine_id))
+                (spec.name, spec.image, spec.kind, json.dumps(spec.to_json()),
+                 instance.created or time.time(), instance.machine_id))
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc) or "PRIMARY" in str(exc):
                 raise Conflict(f"instance {spec.name!r} already exists; pick another --name"
