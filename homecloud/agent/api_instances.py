@@ -23,6 +23,7 @@ def _stdio(request: Request) -> tuple[int, int, int] | None:
 
 def spec_from_body(request: Request) -> Any:
     from homecloud.instances.spec import Bind, InstanceSpec, parse_memory, parse_ports
+    from homecloud.sizes import parse_size
 
     image = body_field(request, "image", str)
     name = body_field(request, "name", str, required=False) or _generated_name(image)
@@ -34,15 +35,25 @@ def spec_from_body(request: Request) -> Any:
     ports = body_field(request, "ports", list, required=False, default=[])
     network = body_field(request, "network", str, required=False, default="default")
     kind = body_field(request, "kind", str, required=False, default="container")
-    if not all(isinstance(v, str) for v in [*env.values(), *binds, *(command or []), *ports]):
-        raise UserError("env values, binds, ports and command must be strings")
+    disk = body_field(request, "disk", (str, int), required=False)
+    ssh_keys = body_field(request, "ssh_keys", list, required=False, default=[])
+    if not all(isinstance(v, str) for v in [*env.values(), *binds, *(command or []), *ports,
+                                            *ssh_keys]):
+        raise UserError("env values, binds, ports, ssh_keys and command must be strings")
     return InstanceSpec(
         name=name, image=image, kind=kind, cpus=float(cpus) if cpus is not None else None,
         memory=parse_memory(memory) if memory is not None else None,
         env={str(k): v for k, v in env.items()}, binds=[Bind.parse(b) for b in binds],
         command=command, restart=body_field(request, "restart", str, required=False,
                                             default="no"),
-        ports=parse_ports(ports), network=network)
+        ports=parse_ports(ports), network=network,
+        machine=body_field(request, "machine", str, required=False),
+        uefi=bool(body_field(request, "uefi", bool, required=False, default=False)),
+        tpm=bool(body_field(request, "tpm", bool, required=False, default=False)),
+        disk=parse_size(disk, "--disk") if disk is not None else None,
+        cdrom=body_field(request, "cdrom", str, required=False),
+        ssh_keys=tuple(ssh_keys),
+        user_data=body_field(request, "user_data", str, required=False))
 
 
 def _generated_name(image: str) -> str:
@@ -133,7 +144,9 @@ def instance_routes(agent: Agent) -> list[Route]:
                     "memory": "string|integer?", "env": "object?", "binds": "array?",
                     "command": "array?", "restart": "string?", "ports": "array?",
                     "network": "string?", "kind": "string?", "attach": "boolean?",
-                    "remove": "boolean?"},
+                    "remove": "boolean?", "machine": "string?", "uefi": "boolean?",
+                    "tpm": "boolean?", "disk": "string|integer?", "cdrom": "string?",
+                    "ssh_keys": "array?", "user_data": "string?"},
               streams=True, response=info),
         Route("GET", "/v1/instances/{name}", get_instance, "Describe one instance",
               response=info, params=name),

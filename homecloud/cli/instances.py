@@ -24,9 +24,9 @@ def _path(name: str, action: str = "") -> str:
 def register(commands: Any) -> None:
     run = commands.add_parser(
         "run", help="create and start an instance from an image",
-        description="Fork IMAGE into a new container and boot it; returns when its systemd is "
-        "ready. With `-- CMD`, run CMD instead of booting and show its output; hc exits with "
-        "CMD's exit status.",
+        description="Fork IMAGE into a new container (or, with --vm, a virtual machine) and "
+        "boot it; returns when its systemd is ready. With `-- CMD`, run CMD instead of "
+        "booting and show its output; hc exits with CMD's exit status.",
         epilog="examples:\n  hc run debian --name web -p 8080:80\n  hc run debian --name job "
         "-- sh -c 'echo hi'\n  hc run debian --memory 512M --cpus 1 --env MODE=prod "
         "--bind /srv/data:/data",
@@ -48,6 +48,19 @@ def register(commands: Any) -> None:
     run.add_argument("--kind", default=None,
                      help="the kind of instance (default: container; `hc run --kind x` "
                      "lists the kinds this host has)")
+    vm = run.add_argument_group("virtual machines")
+    vm.add_argument("--vm", action="store_const", const="vm", dest="kind",
+                    help="a virtual machine instead of a container (same as --kind vm)")
+    vm.add_argument("--machine", choices=("microvm", "q35"), default=None,
+                    help="microvm: qemu -M microvm, direct kernel boot, under systemd "
+                    "(default); q35: a full PC through libvirt")
+    vm.add_argument("--uefi", action="store_true", help="q35: boot with UEFI (OVMF)")
+    vm.add_argument("--tpm", action="store_true", help="q35: a TPM 2.0 that keeps its state")
+    vm.add_argument("--disk", metavar="SIZE", help="grow the VM's disk to SIZE (e.g. 20G)")
+    vm.add_argument("--cdrom", metavar="ISO", help="q35: attach ISO as a CD-ROM")
+    vm.add_argument("--ssh-key", action="append", default=[], metavar="FILE",
+                    help="a public key file for root's authorized_keys (repeatable)")
+    vm.add_argument("--user-data", metavar="FILE", help="cloud-init user-data for the guest")
     run.add_argument("--restart", choices=("no", "always"), default="no",
                      help="start again after a crash and after the host reboots (default: no)")
     run.add_argument("-d", "--detach", action="store_true",
@@ -122,6 +135,20 @@ def parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
+def read_text_file(path: str, option: str) -> str:
+    """A small text file the agent needs the contents of (it may not see the client's files)."""
+    from homecloud.errors import UserError
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read((1 << 20) + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{option} {path}: cannot read it ({exc})") from None
+    if len(text) > 1 << 20:
+        raise UserError(f"{option} {path}: larger than 1 MiB")
+    return text
+
+
 def run_instance(args: argparse.Namespace) -> int:
     command = list(args.command)
     binds = []
@@ -132,7 +159,10 @@ def run_instance(args: argparse.Namespace) -> int:
         "image": args.image, "name": args.name, "cpus": args.cpus, "memory": args.memory,
         "env": parse_env(args.env), "binds": binds, "command": command or None,
         "restart": args.restart, "ports": args.publish, "network": args.network,
-        "kind": args.kind,
+        "kind": args.kind, "machine": args.machine, "uefi": args.uefi, "tpm": args.tpm,
+        "disk": args.disk, "cdrom": os.path.abspath(args.cdrom) if args.cdrom else None,
+        "ssh_keys": [read_text_file(path, "--ssh-key") for path in args.ssh_key],
+        "user_data": read_text_file(args.user_data, "--user-data") if args.user_data else None,
     }
     attach = bool(command) and not args.detach
     if args.rm and not attach:

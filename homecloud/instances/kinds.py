@@ -6,4 +6,5 @@ from collections.abc import Mapping
 
 BUILTIN_KINDS: Mapping[str, str] = {
     "container": "homecloud.instances.drivers.container:ContainerDriver",
+    "vm": "homecloud.instances.drivers.vm:VmDriver",
 }

@@ -71,11 +71,27 @@ class InstanceSpec:
     boot: bool = True
     ports: tuple[PortMapping, ...] = ()  # published: `-p HOST:GUEST[/udp]`
     network: str = "default"  # NETWORK_MODES; rows from before it read as "default"
+    # Virtual machines (kind "vm"); other kinds refuse them (their drivers' validate).
+    machine: str | None = None  # microvm | q35; None: the kind's default
+    uefi: bool = False  # boot through OVMF (UEFI) with NVRAM of its own
+    tpm: bool = False  # a TPM 2.0 (swtpm) whose state persists
+    disk: int | None = None  # bytes: the disk grown to this size
+    cdrom: str | None = None  # a host path: an ISO attached as a CD-ROM
+    ssh_keys: tuple[str, ...] = ()  # public keys for root (authorized_keys lines)
+    user_data: str | None = None  # cloud-init user-data, passed through
 
     def __post_init__(self) -> None:
         # Command mode means no boot, whatever the caller said.
         if self.command:
             object.__setattr__(self, "boot", False)
+
+    def vm_options(self) -> list[str]:
+        """The options given that only a VM takes, as the user typed them."""
+        given = [("--machine", self.machine is not None), ("--uefi", self.uefi),
+                 ("--tpm", self.tpm), ("--disk", self.disk is not None),
+                 ("--cdrom", self.cdrom is not None), ("--ssh-key", bool(self.ssh_keys)),
+                 ("--user-data", self.user_data is not None)]
+        return [option for option, present in given if present]
 
     @property
     def networked(self) -> bool:
@@ -90,6 +106,7 @@ class InstanceSpec:
         data = dict(data)
         data["binds"] = [Bind(**b) for b in data.get("binds", [])]
         data["ports"] = tuple(PortMapping.from_json(p) for p in data.get("ports", []))
+        data["ssh_keys"] = tuple(data.get("ssh_keys", ()))
         return cls(**data)
 
     def validate(self, host: HostLimits | None = None,

@@ -12,13 +12,14 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from homecloud.errors import Conflict, HomecloudError, HostError
+from homecloud.errors import Conflict, HomecloudError, HostError, UserError
 from homecloud.instances.context import Stdio, StepContext
 from homecloud.instances.drivers.base import EXEC, LOGIN, InstanceDriver
 from homecloud.instances.drivers.nspawn import nspawn_argv, nspawn_service
 from homecloud.instances.records import Instance
 from homecloud.instances.rootfs import GuestNetwork, write_identity
 from homecloud.instances.servicesets import ActionFactory, plain_action
+from homecloud.instances.spec import InstanceSpec
 from homecloud.systemd.journal import JOURNALCTL, guest_argv, unit_argv
 from homecloud.systemd.transient import UnitStatus
 
@@ -33,6 +34,13 @@ class ContainerDriver(InstanceDriver):
     kind = "container"
     description = "a container booted (or running one command) with systemd-nspawn"
     capabilities = frozenset({EXEC, LOGIN})
+
+    def validate(self, spec: InstanceSpec) -> None:
+        options = spec.vm_options()
+        if options:
+            raise UserError(f"{', '.join(options)} {'is' if len(options) == 1 else 'are'} for "
+                            "virtual machines: add --vm, or drop "
+                            f"{'it' if len(options) == 1 else 'them'}")
 
     def root(self, instance: Instance) -> Path:
         return self.host.pool.path(instance.dataset)
