@@ -80,6 +80,29 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class FrontdoorConfig:
+    """The authenticated HTTP front door (homecloud's own nginx). ``http``/``https``: its
+    ports (HTTP only redirects); ``certificate``/``key``: the user's own TLS files (unset: a
+    self-signed pair made at set-up); ``max_body``: the largest request body; ``timeout``:
+    seconds a client may take to send a request head or between body reads (slow clients are
+    cut off); ``per_client``: connections one address may hold; ``session``: seconds a login
+    lasts; ``failures`` failed logins within ``window`` seconds ban the address (or the user
+    name) for ``ban`` seconds."""
+
+    http: int = 80
+    https: int = 443
+    certificate: Path | None = None
+    key: Path | None = None
+    max_body: int = 10 << 20
+    timeout: int = 10
+    per_client: int = 64
+    session: int = 12 * 3600
+    failures: int = 5
+    window: int = 120
+    ban: int = 300
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = Path("/var/lib/homecloud")
     run_dir: Path = Path("/run/homecloud")
@@ -89,6 +112,7 @@ class Config:
     images: ImagesConfig = field(default_factory=ImagesConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     instances: InstancesConfig = field(default_factory=InstancesConfig)
+    frontdoor: FrontdoorConfig = field(default_factory=FrontdoorConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -108,7 +132,11 @@ def _coerce(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
             raise UserError(f"{where}: unknown setting {key!r} (known: {', '.join(known)})")
         if key in {"path", "image_file", "state_dir", "run_dir"}:
             value = Path(str(value))
-        elif key in {"size", "max_request_body"}:
+        elif key in {"certificate", "key"}:
+            value = None if value is None else Path(str(value))
+        elif key in _FRONTDOOR_NUMBERS:
+            value = _positive(value, f"{where}: {key}")
+        elif key in {"size", "max_request_body", "max_body"}:
             value = parse_size(value if isinstance(value, int) else str(value), f"{where}: {key}")
         elif key in {"bridge", "subnet4", "domain", "host_name"}:
             value = None if value is None else str(value)
@@ -123,6 +151,14 @@ def _coerce(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 _PEER_KEYS = {"name", "addresses", "via", "subnets"}
+_FRONTDOOR_NUMBERS = {"http", "https", "timeout", "per_client", "session", "failures", "window",
+                      "ban"}
+
+
+def _positive(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UserError(f"{where}: expected a positive whole number, not {value!r}")
+    return value
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -178,7 +214,8 @@ def parse_config(data: dict[str, Any] | None, where: str = "config") -> Config:
     data = dict(data or {})
     sections: dict[str, Any] = {}
     for key, cls in (("pool", PoolConfig), ("images", ImagesConfig),
-                     ("network", NetworkConfig), ("instances", InstancesConfig)):
+                     ("network", NetworkConfig), ("instances", InstancesConfig),
+                     ("frontdoor", FrontdoorConfig)):
         section = data.pop(key, None) or {}
         if not isinstance(section, dict):
             raise UserError(f"{where}: {key!r} must be a mapping")

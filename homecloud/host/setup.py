@@ -23,6 +23,8 @@ from homecloud.config import CONFIG_PATH, Config
 from homecloud.dns import DNS_UNIT
 from homecloud.errors import HostError, exit_status
 from homecloud.files import write_if_changed
+from homecloud.frontdoor import AUTH_SOCKET_UNIT, DOOR_UNIT
+from homecloud.frontdoor import UNITS as FRONTDOOR_UNITS
 from homecloud.host.bootstrap import BootstrapError, link_command, systemd_booted
 from homecloud.host.inotify_limits import (
     LIMITS,
@@ -37,7 +39,7 @@ from homecloud.resources import shipped_dir
 from homecloud.sizes import format_size, parse_size
 from homecloud.tools import ToolResult, run_tool
 
-UNITS = ("hcd.socket", "hcd.service", DNS_UNIT)
+UNITS = ("hcd.socket", "hcd.service", DNS_UNIT, *FRONTDOOR_UNITS)
 UNIT_DIR = Path("/etc/systemd/system")
 PATH_DIR = Path("/usr/local/bin")
 PROFILE_SNIPPET = Path("/etc/profile.d/homecloud.sh")
@@ -187,13 +189,25 @@ def setup(layout: Layout, pool_size: str | None = None, group: str = GROUP) -> l
     # agent writes its zone it waits, serving nothing.
     _systemctl("enable", "--now", DNS_UNIT)
     done.append(f"{DNS_UNIT} is enabled and running")
-    for unit in ("hcd.service", DNS_UNIT):
+    done.append(start_frontdoor())
+    for unit in ("hcd.service", DNS_UNIT, DOOR_UNIT):
         if unit in changed:
             # A running service keeps its old unit until restarted; a stopped one starts on
             # demand. hcd may not be installed yet: that is the agent's problem, not the
             # set-up's.
             _systemctl("try-restart", unit, check=False)
     return done
+
+
+def start_frontdoor() -> str:
+    """The front door (nginx on 80/443) and its auth endpoint. A host without nginx, or with
+    those ports taken, still gets the rest of homecloud: the door says why in its log."""
+    for unit in (AUTH_SOCKET_UNIT, DOOR_UNIT):
+        result = _systemctl("enable", "--now", unit, check=False)
+        if not result.ok:
+            return (f"{unit} did not start ({result.first_error_line()}); see "
+                    f"`journalctl -u {unit}`")
+    return f"{DOOR_UNIT} is enabled and running"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,9 @@ def layout(tmp_path: Path) -> Layout:
 
 
 def test_units_point_at_the_venv_and_install_once(layout: Layout) -> None:
-    assert install_units(layout) == ["hcd.socket", "hcd.service", "hc-dns.service"]
+    assert install_units(layout) == ["hcd.socket", "hcd.service", "hc-dns.service",
+                                     "hc-frontdoor.service", "hc-frontdoor-auth.socket",
+                                     "hc-frontdoor-auth.service"]
     service = (layout.unit_dir / "hcd.service").read_text()
     assert "ExecStart=/opt/homecloud/venv/bin/hcd" in service and "@BINDIR@" not in service
     assert install_units(layout) == []
