@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from homecloud import __version__
+from homecloud.agent.api_frontdoor import frontdoor_routes
 from homecloud.agent.api_instances import instance_routes
 from homecloud.agent.api_network import network_routes
 from homecloud.agent.app import Agent
@@ -41,18 +42,25 @@ def build_router(agent: Agent) -> Router:
 
     def build_image(request: Request) -> StreamResponse:
         from homecloud.images.recipes import build_image as build
+        from homecloud.images.recipes import check_build, default_image_name
 
         recipe = body_field(request, "recipe", str)
-        name = body_field(request, "name", str, required=False, default=recipe)
+        vm = body_field(request, "vm", bool, required=False, default=False)
+        cloud_init = body_field(request, "cloud_init", bool, required=False, default=False)
+        name = body_field(request, "name", str, required=False,
+                          default=default_image_name(recipe, vm))
         release = body_field(request, "release", str, required=False)
         mirror = body_field(request, "mirror", str, required=False) or agent.config.images.mirror
+        check_build(recipe, release=release, mirror=mirror, vm=vm, cloud_init=cloud_init)
         agent.images.check_new_name(name)
 
         def work(progress: ProgressReport) -> dict[str, Any]:
             with agent.busy_images.hold(name, f"building {recipe}"):
                 agent.images.check_new_name(name)
-                build(agent.pool, name, recipe, release=release, mirror=mirror, progress=progress)
-                source = f"build:{recipe}" + (f"/{release}" if release else "")
+                build(agent.pool, name, recipe, release=release, mirror=mirror, vm=vm,
+                      cloud_init=cloud_init, progress=progress)
+                source = (f"build:{recipe}" + ("+vm" if vm else "")
+                          + (f"/{release}" if release else ""))
                 return vars(agent.images.record(name, source))
 
         return StreamResponse(stream_operation(work, f"build {name}"))
@@ -97,9 +105,10 @@ def build_router(agent: Agent) -> Router:
               params={"name": IMAGE_NAME}),
         Route("POST", "/v1/images/build", build_image, "Build an image from a recipe",
               body={"recipe": "string", "name": "string?", "release": "string?",
-                    "mirror": "string?"}, streams=True, response=image),
+                    "mirror": "string?", "vm": "boolean?", "cloud_init": "boolean?"},
+              streams=True, response=image),
         Route("POST", "/v1/images/import", import_image,
-              "Import a rootfs tarball or directory as an image",
+              "Import a rootfs tarball or directory, or a VM disk (qcow2, raw), as an image",
               body={"name": "string", "path": "string"}, streams=True, response=image),
         Route("DELETE", "/v1/images/{name}", remove_image, "Remove an image not in use",
               response=object_schema({"removed": "string"}), params={"name": IMAGE_NAME}),
@@ -107,6 +116,7 @@ def build_router(agent: Agent) -> Router:
               response={"type": "object", "required": ["openapi", "info", "paths"]}),
         *instance_routes(agent),
         *network_routes(agent),
+        *frontdoor_routes(agent),
     ):
         router.add(route)
     return router

@@ -29,15 +29,22 @@ def register(commands: Any) -> None:
     build.add_argument("--name", help="image name (default: the recipe's name)")
     build.add_argument("--release", help="distribution release (debian: default bookworm)")
     build.add_argument("--mirror", help="package mirror URL (default: from apt's sources)")
+    build.add_argument("--vm", action="store_true",
+                       help="make an image that boots as a VM (debian; default name: "
+                       "RECIPE-vm)")
+    build.add_argument("--cloud-init", action="store_true",
+                       help="with --vm: install cloud-init in the guest")
     build.add_argument("--json", action="store_true", help="print the new image as JSON")
     progress_options(build)
     build.set_defaults(run=build_image)
 
-    imp = sub.add_parser("import", help="import a rootfs tarball or directory",
+    imp = sub.add_parser("import", help="import a rootfs tarball or directory, or a VM disk",
                          description="Import a root file system as an image: a directory or a "
-                         "tarball (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2).")
+                         "tarball (.tar, .tar.gz, .tar.xz, .tar.zst, .tar.bz2); or a VM disk "
+                         "(qcow2, or raw with a partition table) as an image that boots as a "
+                         "q35 VM.")
     imp.add_argument("name", help="image name")
-    imp.add_argument("path", help="tarball or directory on this host")
+    imp.add_argument("path", help="tarball, directory or disk image on this host")
     imp.add_argument("--json", action="store_true", help="print the new image as JSON")
     progress_options(imp)
     imp.set_defaults(run=import_image)
@@ -63,8 +70,11 @@ def _done(args: argparse.Namespace, verb: str, image: dict[str, Any]) -> int:
 
 def build_image(args: argparse.Namespace) -> int:
     # `--name ""` is a (bad) name the agent refuses, not a request for the default.
-    name = args.recipe if args.name is None else args.name
+    default = args.recipe + "-vm" if args.vm else args.recipe
+    name = default if args.name is None else args.name
     body = {"recipe": args.recipe, "name": name, "release": args.release, "mirror": args.mirror}
+    if args.vm or args.cloud_init:  # older agents know neither field
+        body.update(vm=args.vm, cloud_init=args.cloud_init)
     stream = api().stream("POST", "/v1/images/build", body)
     image = follow(stream, f"building {body['name']}", show=show_progress(args))
     return _done(args, "built", image)
@@ -77,6 +87,13 @@ def import_image(args: argparse.Namespace) -> int:
     return _done(args, "imported", image)
 
 
+def boots_as(image: dict[str, Any]) -> str:
+    """"container", or "vm:microvm,q35" (the machine types): what `hc run` makes of it."""
+    if not image.get("vm"):
+        return "container"
+    return "vm:" + ",".join(image.get("machines") or ())
+
+
 def list_images(args: argparse.Namespace) -> int:
     images = api().call("GET", "/v1/images")
     if args.json:
@@ -85,8 +102,9 @@ def list_images(args: argparse.Namespace) -> int:
     from homecloud.cli.output import ago
     from homecloud.sizes import format_size
 
-    print_table([[i["name"], format_size(i["size_bytes"]), i["source"], ago(i["created"])]
-                 for i in images], ["NAME", "SIZE", "SOURCE", "CREATED"])
+    print_table([[i["name"], boots_as(i), format_size(i["size_bytes"]), i["source"],
+                  ago(i["created"])] for i in images],
+                ["NAME", "BOOTS", "SIZE", "SOURCE", "CREATED"])
     return 0
 
 

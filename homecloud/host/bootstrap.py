@@ -29,6 +29,13 @@ DEBIAN_PACKAGES = (
     "systemd-container", "btrfs-progs", "debootstrap", "libsystemd-dev", "libbtrfsutil-dev",
     "pkg-config", "gcc", "python3-dev", "python3-venv", "nftables", "busybox-static", "zstd",
     "xz-utils", "dnsutils", "dbus", "xfsprogs", "util-linux", "iproute2",
+    # VMs: qemu (microvm, q35) and its disk tool, UEFI firmware, TPM, libvirt (and its headers
+    # for libvirt-python); building VM images without mounting: ext4 from a directory, a GPT
+    # disk (sfdisk, in fdisk) with a FAT EFI system partition (mkfs.vfat, mtools).
+    "qemu-system-x86", "qemu-utils", "ovmf", "swtpm", "swtpm-tools", "libvirt-daemon-system",
+    "libvirt-dev", "e2fsprogs", "fdisk", "dosfstools", "mtools",
+    # The front door: Debian's nginx (built with auth_request) and openssl for its certificate.
+    "nginx", "openssl",
 )
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 DPKG_STATUS = Path("/var/lib/dpkg/status")

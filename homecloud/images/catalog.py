@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from homecloud.errors import Conflict, NotFound
+from homecloud.images.vmimage import read_vm_image
 from homecloud.names import validate_name
 from homecloud.state.store import Schema, Store
 from homecloud.storage.base import StorageDriver
@@ -40,6 +41,8 @@ class ImageInfo:
     created: float
     size_bytes: int
     path: str
+    vm: bool  # boots as a VM (its dataset holds vm.json), not as a container
+    machines: list[str]  # the VM machine types it boots as ("microvm", "q35"); [] if not a VM
 
 
 def image_dataset(name: str) -> str:
@@ -69,9 +72,11 @@ class ImageCatalog:
         self.pool = pool
 
     def _info(self, row: Any) -> ImageInfo:
+        path = self.pool.path(row["dataset"])
+        vm = read_vm_image(path)
         return ImageInfo(name=row["name"], dataset=row["dataset"], source=row["source"],
-                         created=row["created"], size_bytes=row["size_bytes"],
-                         path=str(self.pool.path(row["dataset"])))
+                         created=row["created"], size_bytes=row["size_bytes"], path=str(path),
+                         vm=vm is not None, machines=list(vm.machines) if vm else [])
 
     def list(self) -> list[ImageInfo]:
         rows = self.store.query("SELECT * FROM images ORDER BY name")

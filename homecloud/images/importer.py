@@ -1,9 +1,10 @@
-"""`hc image import NAME PATH`: a root file system from a tarball or a directory.
+"""`hc image import NAME PATH`: a root file system from a tarball or a directory, or a VM disk.
 
 Tarballs are extracted by homecloud.images.extract (safe, member by member); directories are
 copied by one ``cp -a --reflink=auto`` (owners, modes, xattrs, symlinks, hardlinks, devices; on
 btrfs the data is shared, not copied). Either way the image is written into a partial dataset and
 published only when complete (homecloud.images.publish): on any failure nothing is left.
+A qcow2 or raw disk becomes a VM image (homecloud.images.diskimport).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import stat
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from homecloud.errors import UserError
 from homecloud.images.archive import HEAD_SIZE, Compression, detect_compression, open_decompressed
+from homecloud.images.diskformat import PARTITION_TABLE_BYTES
+from homecloud.images.diskimport import import_disk, inspect_disk, sniff_disk
 from homecloud.images.extract import extract_tar
 from homecloud.images.members import UnsafeMember
 from homecloud.images.progress import Progress, ProgressCallback, ignore_progress
@@ -26,6 +30,7 @@ from homecloud.storage.base import Dataset, StorageDriver
 from homecloud.tools import follow_tool, require_tool
 
 FORMATS = ".tar, .tar.gz, .tar.xz, .tar.zst or .tar.bz2"
+DISK_FORMATS = "qcow2, or raw with a partition table"
 _MIN_STEP = 64 << 10  # report progress at most every 64 KiB read...
 _STEPS = 200  # ...and at most this many times
 
@@ -49,8 +54,9 @@ class _Meter:
             self._reported = done
 
 
-def inspect_source(source: Path) -> Compression | None:
-    """The tarball's compression, or None for a directory; UserError for anything else."""
+def inspect_source(source: Path) -> Compression | str | None:
+    """The tarball's compression, "qcow2" or "raw" for a VM disk, or None for a directory;
+    UserError for anything else."""
     try:
         mode = os.stat(source).st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -62,10 +68,18 @@ def inspect_source(source: Path) -> Compression | None:
     compression = None
     if stat.S_ISREG(mode):
         with open(source, "rb") as file:
-            compression = detect_compression(file.read(HEAD_SIZE))
+            head = file.read(max(HEAD_SIZE, PARTITION_TABLE_BYTES))
+        compression = detect_compression(head[:HEAD_SIZE])
+        if compression is None:
+            return sniff_disk(source, head) or _not_an_image(source)
     if compression is None:
-        raise UserError(f"{source} is neither a directory nor a tarball ({FORMATS})")
+        _not_an_image(source)
     return compression
+
+
+def _not_an_image(source: Path) -> NoReturn:
+    raise UserError(f"{source} is neither a directory nor a tarball ({FORMATS}) nor a VM disk "
+                    f"({DISK_FORMATS})")
 
 
 def _extract_tarball(source: Path, compression: Compression, root: Path,
@@ -120,7 +134,8 @@ def _copy_directory(source: Path, root: Path, progress: ProgressCallback) -> Non
 
 def import_image(pool: StorageDriver, name: str, source: Path,
                  progress: ProgressCallback = ignore_progress) -> Dataset:
-    """Import ``source`` (a directory or a tarball) as the read-only image ``images/<name>``.
+    """Import ``source`` (a directory, a tarball or a VM disk) as the read-only image
+    ``images/<name>``.
 
     Synchronous; the agent runs it in a worker thread. Raises UserError for a bad name or source,
     Conflict if the image exists, PoolFull if it does not fit; nothing is left behind on failure
@@ -128,6 +143,8 @@ def import_image(pool: StorageDriver, name: str, source: Path,
     """
     validate_name(name, "image name")
     compression = inspect_source(source)
+    if isinstance(compression, str):
+        return import_disk(pool, name, inspect_disk(source, compression), progress)
 
     def fill(dataset: Dataset) -> None:
         if compression is None:

@@ -49,11 +49,12 @@ def check_image_absent(pool: StorageDriver, name: str) -> None:
 
 
 def publish_image(pool: StorageDriver, name: str, fill: Callable[[Dataset], None],
-                  *, action: str = "build") -> Dataset:
+                  *, action: str = "build", volume_size: int | None = None) -> Dataset:
     """Create a partial dataset, let ``fill`` write the image into it, then publish it.
 
-    ``action`` words the pool-full message ("build", "import"). Returns the published,
-    read-only dataset ``images/<name>``.
+    ``action`` words the pool-full message ("build", "import"). With ``volume_size`` the
+    partial dataset holds a sparse block volume of that many bytes (a VM image's disk; see
+    ``pool.volume_path``). Returns the published, read-only dataset ``images/<name>``.
     """
     validate_name(name, "image name")
     check_image_absent(pool, name)
@@ -61,7 +62,11 @@ def publish_image(pool: StorageDriver, name: str, fill: Callable[[Dataset], None
     # A partial of the same name is a crash's leftover: the agent holds the image name while
     # building, so no other operation is writing it.
     pool.destroy(partial)
-    dataset = pool.create(partial)
+    if volume_size is None:
+        dataset = pool.create(partial)
+    else:
+        pool.create_volume(partial, volume_size)
+        dataset = pool.get(partial)
     published = False
     try:
         fill(dataset)

@@ -212,7 +212,8 @@ def _plain_tar_cut_between_members() -> bytes:
     return tar_bytes({**ROOTFS, "etc/hostname": b"x\n"})[:3 * 512]
 
 
-NOT_A_TARBALL = f"is neither a directory nor a tarball ({FORMATS})"
+NOT_A_TARBALL = (f"is neither a directory nor a tarball ({FORMATS}) nor a VM disk (qcow2, or raw "
+                 "with a partition table)")
 CORRUPT = "is not a valid tarball (truncated or corrupt): "
 BAD_SOURCES = {
     "empty-file": (lambda: b"", NOT_A_TARBALL),
@@ -552,7 +553,9 @@ def test_pool_shows_driver_path_size_used_free(devhost: DevHost) -> None:
 def test_image_ls_json_and_table(devhost: DevHost, busybox: str) -> None:
     images = devhost.hc("image", "ls", json=True)
     [image] = [image for image in images if image["name"] == busybox]
-    assert set(image) == {"name", "dataset", "source", "created", "size_bytes", "path"}
+    assert set(image) == {"name", "dataset", "source", "created", "size_bytes", "path", "vm",
+                          "machines"}
+    assert (image["vm"], image["machines"]) == (False, [])
     assert (image["dataset"], image["source"], image["path"]) == (
         f"images/{busybox}", "build:busybox", f"{IMAGES}/{busybox}")
     assert image["size_bytes"] > 0 and image["created"] > 0
@@ -562,7 +565,7 @@ def test_image_ls_json_and_table(devhost: DevHost, busybox: str) -> None:
     assert devhost.hc("image", "ls", "--json", json=False).stdout == \
         json.dumps(images, indent=2, sort_keys=True) + "\n"
     lines = devhost.hc("image", "ls").stdout.splitlines()
-    assert lines[0].split() == ["NAME", "SIZE", "SOURCE", "CREATED"]
+    assert lines[0].split() == ["NAME", "BOOTS", "SIZE", "SOURCE", "CREATED"]
     [row] = [line.split() for line in lines[1:] if line.split()[0] == busybox]
-    assert row[:3] == [busybox, format_size(image["size_bytes"]), "build:busybox"]
+    assert row[:4] == [busybox, "container", format_size(image["size_bytes"]), "build:busybox"]
     assert len(lines) == len(images) + 1

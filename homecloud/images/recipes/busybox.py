@@ -13,7 +13,7 @@ from pathlib import Path
 
 from homecloud.errors import HostError
 from homecloud.images.progress import Progress, ProgressCallback
-from homecloud.images.recipes.base import BuildOptions, Recipe
+from homecloud.images.recipes.base import BuildOptions, BuildTarget, Recipe
 from homecloud.tools import run_tool
 
 BUSYBOX = Path("/bin/busybox")
@@ -72,7 +72,8 @@ def os_release(version: str) -> str:
             f'PRETTY_NAME="BusyBox {version}"\n')
 
 
-def fill(root: Path, _: BuildOptions, progress: ProgressCallback) -> None:
+def fill(target: BuildTarget, _: BuildOptions, progress: ProgressCallback) -> None:
+    root = target.root
     # `busybox --list-full` names each applet with its usual directory: bin/sh, usr/bin/env...
     applets = [path for path in _busybox("--list-full").split() if "/" in path]
     version = _busybox().split()[1].lstrip("v")  # "BusyBox v1.35.0 (Debian ...) multi-call"

@@ -19,8 +19,8 @@ from homecloud.images.mirror import find_debian_mirror
 from homecloud.images.mounts import unmount_below
 from homecloud.images.progress import Progress, ProgressCallback
 from homecloud.images.publish import out_of_space
-from homecloud.images.recipes.base import BuildOptions, Recipe
-from homecloud.images.recipes.debootstrap_progress import DebootstrapProgress
+from homecloud.images.recipes.base import BuildOptions, BuildTarget, Recipe
+from homecloud.images.recipes.debootstrap_progress import EXPECTED_PACKAGES, DebootstrapProgress
 from homecloud.images.tools import mentions_full_disk
 from homecloud.tools import follow_tool, require_tool
 
@@ -59,9 +59,9 @@ def prepare(options: BuildOptions) -> BuildOptions:
     return BuildOptions(release=release, mirror=mirror)
 
 
-def debootstrap_command(root: Path, release: str, mirror: str,
-                        cache_dir: Path = CACHE_DIR) -> list[str]:
-    return ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+def debootstrap_command(root: Path, release: str, mirror: str, cache_dir: Path = CACHE_DIR,
+                        packages: tuple[str, ...] = PACKAGES) -> list[str]:
+    return ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
             f"--cache-dir={cache_dir}", release, str(root), mirror]
 
 
@@ -93,11 +93,13 @@ def make_generic(root: Path) -> None:
             (root / path).write_text("")
 
 
-def fill(root: Path, options: BuildOptions, progress: ProgressCallback,
-         cache_dir: Path = CACHE_DIR) -> None:
+def install_tree(root: Path, options: BuildOptions, progress: ProgressCallback, *,
+                 packages: tuple[str, ...] = PACKAGES, expected_packages: int = EXPECTED_PACKAGES,
+                 cache_dir: Path = CACHE_DIR) -> None:
+    """debootstrap ``packages`` into the empty directory ``root`` and make the tree generic."""
     assert options.release and options.mirror, "prepare() completes the options"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tracker = DebootstrapProgress()
+    tracker = DebootstrapProgress(expected_packages=expected_packages)
     progress(Progress("prepare", 0, tracker.total,
                       f"debootstrap {options.release} from {options.mirror}"))
 
@@ -109,8 +111,8 @@ def fill(root: Path, options: BuildOptions, progress: ProgressCallback,
     # LC_ALL=C: the host's locale does not exist in the new tree; perl would warn at each step.
     env = {**os.environ, "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        result = follow_tool(debootstrap_command(root, options.release, options.mirror, cache_dir),
-                          on_line, env=env)
+        result = follow_tool(debootstrap_command(root, options.release, options.mirror, cache_dir,
+                                                 packages), on_line, env=env)
     finally:
         unmount_below(root)  # a stopped debootstrap can leave /proc and /sys mounted inside
     if result.returncode != 0:
@@ -126,6 +128,10 @@ def fill(root: Path, options: BuildOptions, progress: ProgressCallback,
     progress(Progress("clean", tracker.total, tracker.total, "removing caches"))
     make_generic(root)
     shutil.rmtree(root / "debootstrap", ignore_errors=True)  # kept only when debootstrap fails
+
+
+def fill(target: BuildTarget, options: BuildOptions, progress: ProgressCallback) -> None:
+    install_tree(target.root, options, progress)
 
 
 RECIPE = Recipe(name="debian", description="Debian (minbase + systemd) by debootstrap",
