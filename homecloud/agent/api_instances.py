@@ -1,4 +1,5 @@
-"""API routes for instances: run, list, inspect, start, stop, restart, remove, exec, logs."""
+"""API routes for instances: run, list, inspect, start, stop, restart, remove, exec, console,
+logs."""
 
 from __future__ import annotations
 
@@ -124,6 +125,12 @@ def instance_routes(agent: Agent) -> list[Route]:
                                   environment={str(k): str(v) for k, v in env.items()})
         return Response({"exit_status": status})
 
+    def console(request: Request) -> Response:
+        from homecloud.instances.execute import console_of_instance
+
+        status = console_of_instance(manager(), request.params["name"], stdio=_stdio(request))
+        return Response({"exit_status": status})
+
     def logs(request: Request) -> StreamResponse:
         argv = manager().log_command(request.params["name"],
                                      lines=query_int(request, "lines", 50),
@@ -163,6 +170,10 @@ def instance_routes(agent: Agent) -> list[Route]:
         Route("POST", "/v1/instances/{name}/exec", exec_instance,
               "Run a command in a running instance; pass stdin/stdout/stderr descriptors "
               "with the request to attach", body={"command": "array", "env": "object?"},
+              response=object_schema({"exit_status": "integer"}), params=name),
+        Route("POST", "/v1/instances/{name}/console", console,
+              "Attach the terminal passed with the request (stdin/stdout/stderr descriptors) "
+              "to the instance's text console, until it detaches (Ctrl-])",
               response=object_schema({"exit_status": "integer"}), params=name),
         Route("GET", "/v1/instances/{name}/logs", logs,
               "The instance's journal (?lines=N, ?follow=1)", streams=True,

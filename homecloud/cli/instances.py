@@ -1,4 +1,5 @@
-"""`hc run`, `hc ls`, `hc inspect`, `hc start|stop|restart|rm`, `hc exec`, `hc shell`, `hc logs`."""
+"""`hc run`, `hc ls`, `hc inspect`, `hc start|stop|restart|rm`, `hc exec`, `hc shell`,
+`hc console`, `hc logs`."""
 
 from __future__ import annotations
 
@@ -107,6 +108,12 @@ def register(commands: Any) -> None:
     shell = commands.add_parser("shell", help="open a shell in a running instance")
     shell.add_argument("name")
     shell.set_defaults(run=open_shell)
+
+    console = commands.add_parser("console", help="attach this terminal to a VM's console")
+    console.add_argument("--text", action="store_true",
+                         help="the text (serial) console in this terminal; Ctrl-] detaches")
+    console.add_argument("name")
+    console.set_defaults(run=open_console)
 
     logs = commands.add_parser("logs", help="show an instance's journal")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
@@ -266,6 +273,16 @@ def open_shell(args: argparse.Namespace) -> int:
         os.execv(machinectl, [machinectl, "shell", f"root@{args.name}"])
     return _exec(args.name, ["/bin/sh", "-c",
                              "if command -v bash >/dev/null; then exec bash -l; fi; exec sh -l"])
+
+
+def open_console(args: argparse.Namespace) -> int:
+    from homecloud.errors import UserError
+
+    if not args.text:
+        raise UserError("the browser console is not available from `hc console`: use "
+                        f"`hc console {args.name} --text` for the text console")
+    result = api().call("POST", _path(args.name, "console"), fds=_stdio())
+    return int(result["exit_status"])
 
 
 def show_logs(args: argparse.Namespace) -> int:

@@ -19,11 +19,11 @@ from homecloud.errors import EXIT_USAGE, exit_status
 # (building all of them costs ~8 ms at every start); --help and unknown words build them all.
 COMMAND_MODULES = {
     **dict.fromkeys(("run", "ls", "inspect", "start", "stop", "restart", "rm", "exec",
-                     "shell", "logs"), "instances"),
+                     "shell", "console", "logs"), "instances"),
     "image": "images", "pool": "pool", "network": "network", "dns": "network",
-    "doctor": "doctor",
+    "doctor": "doctor", "user": "frontdoor", "route": "frontdoor",
 }
-MODULES = ("instances", "images", "pool", "network", "doctor")  # the order --help lists
+MODULES = ("instances", "images", "pool", "network", "frontdoor", "doctor")  # --help's order
 
 EPILOG = """\
 examples:

@@ -3,9 +3,9 @@ agent (GET /v1/doctor) and, when the agent does not answer, in `hc` itself.
 
 Checks: systemd is PID 1, the inotify limits, the config file, the pool, the network
 configuration, the bridge, IP forwarding, hc-dns answering, systemd-resolved asking it for our
-names (where resolved runs), routes to peer hosts, homecloud's firewall table, and other
-firewalls dropping forwarded traffic (Docker's FORWARD policy). Kept light, as the CLI imports
-it: the checks import what they need themselves.
+names (where resolved runs), routes to peer hosts, homecloud's firewall table, other firewalls
+dropping forwarded traffic (Docker's FORWARD policy), and qemu and KVM for VMs. Kept light, as
+the CLI imports it: the checks import what they need themselves.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from homecloud.host import agent_checks, system_checks
+from homecloud.host import agent_checks, system_checks, vm_checks
 from homecloud.host.agent_checks import RunningAgent
 from homecloud.host.checks import Check, run_check
 
@@ -46,6 +46,7 @@ DOCTOR_CHECKS = (
                 alone=lambda: system_checks.other_firewalls(system_checks.configured_bridge()),
                 in_agent=lambda agent: system_checks.other_firewalls(agent.network.plan.bridge),
                 needs_network=True),
+    DoctorCheck("kvm", alone=vm_checks.kvm),
 )
 CHECK_NAMES = tuple(check.name for check in DOCTOR_CHECKS)
 NEEDS_AGENT = tuple(check.name for check in DOCTOR_CHECKS if check.alone is None)

@@ -1,4 +1,5 @@
-"""`hc exec`: run a command inside a running instance, as a transient unit of its own.
+"""`hc exec` and `hc console --text`: a command inside a running instance, or this terminal on
+its console, as a transient unit of its own.
 
 The instance's driver says how to get inside (a container: nsenter into its namespaces); the
 command runs in a unit systemd owns (like every workload here), with the client's terminal
@@ -28,10 +29,26 @@ def exec_in_instance(manager: InstanceManager, name: str, argv: Sequence[str], *
     """Run ``argv`` in instance ``name``; wait for it; return its exit status."""
     if not argv:
         raise UserError("no command given: use `hc exec NAME -- CMD ...`")
-    command = manager.exec_argv(name, argv)
+    return run_attached(manager, name, manager.exec_argv(name, argv),
+                        f"exec in {name}: {' '.join(argv)[:60]}", stdio=stdio,
+                        environment=environment)
+
+
+def console_of_instance(manager: InstanceManager, name: str, *,
+                        stdio: tuple[int, int, int] | None) -> int:
+    """Attach the client's terminal to instance ``name``'s text console until it detaches."""
+    instance = manager.instance(name)
+    command = manager.driver(instance).console(instance)
+    return run_attached(manager, name, command, f"console of {name}", stdio=stdio)
+
+
+def run_attached(manager: InstanceManager, name: str, command: Sequence[str],
+                 description: str, *, stdio: tuple[int, int, int] | None,
+                 environment: dict[str, str] | None = None) -> int:
+    """Run the host command line ``command`` reaching instance ``name`` as a unit of its own
+    with the client's stdio; wait for it; return its exit status."""
     unit = exec_unit_name(name)
-    svc = TransientService(name=unit, argv=command,
-                           description=f"homecloud exec in {name}: {' '.join(argv)[:60]}",
+    svc = TransientService(name=unit, argv=command, description=f"homecloud {description}",
                            service_type="exec", slice=SLICE, remain_after_exit=True,
                            environment=dict(environment or {}), accounting=False, stdio=stdio)
     systemd = manager.systemd

@@ -3,6 +3,8 @@
     lease     an IPv4 address (IPv6 follows from the name) and the published ports, recorded in
               one transaction
     netns     the instance's network namespace, veth on the bridge, addresses and routes
+    tap       a VM's tap on the bridge (the guest sets its own addresses); ``attach-tap``
+              makes it again when a stopped VM starts (taps are gone after a reboot)
     dns       the zone rebuilt with the instance in, and served, before the instance starts
     firewall  the whole ruleset replaced with the instance's rules (published ports) in; an
               instance publishing no port changes nothing in it, and skips this
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
+
+from homecloud.errors import UserError
 
 if TYPE_CHECKING:
     from homecloud.network.plan import InstanceAddresses
@@ -76,6 +80,27 @@ class Namespace(_Step):
         network.unplumb(ctx.instance_name)
 
 
+class Tap(_Step):
+    def run(self, network: NetworkService, ctx: NetworkContext) -> None:
+        if ctx.addresses is None:
+            raise AssertionError("the tap step runs after the lease step")
+        network.plumb_tap(ctx.instance_name, ctx.addresses)
+
+    def revert(self, network: NetworkService, ctx: NetworkContext) -> None:
+        network.unplumb_tap(ctx.instance_name)
+
+
+class AttachTap(_Step):
+    def run(self, network: NetworkService, ctx: NetworkContext) -> None:
+        if not network.replumb_tap(ctx.instance_name):
+            # Its address is written into its disk: a new one would not reach the guest.
+            raise UserError(f"VM {ctx.instance_name} has no address on this host's network "
+                            "(the subnet changed since it was made): re-create it")
+
+    def revert(self, network: NetworkService, ctx: NetworkContext) -> None:
+        """A tap made again is kept, like a container's namespace."""
+
+
 class PublishName(_Step):
     def run(self, network: NetworkService, ctx: NetworkContext) -> None:
         network.refresh_dns_quietly()
@@ -107,4 +132,5 @@ def network_actions(network: NetworkService | None
         return make
 
     return {"lease-address": factory(Lease), "make-netns": factory(Namespace),
-            "publish-name": factory(PublishName), "apply-firewall": factory(ApplyFirewall)}
+            "publish-name": factory(PublishName), "apply-firewall": factory(ApplyFirewall),
+            "make-tap": factory(Tap), "attach-tap": factory(AttachTap)}

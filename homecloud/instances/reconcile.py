@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from homecloud.dns import DNS_UNIT
 from homecloud.errors import HomecloudError
+from homecloud.frontdoor import AUTH_UNIT, DOOR_UNIT
 from homecloud.instances.records import INSTANCE_PREFIX, Instance, instance_dataset, unit_name
 from homecloud.systemd.transient import UnitSummary
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # homecloud's own units that match hc-*.service (instance names are reserved for them: spec.py).
-OWN_UNITS = frozenset({DNS_UNIT})
+OWN_UNITS = frozenset({DNS_UNIT, DOOR_UNIT, AUTH_UNIT})
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 from homecloud.dns import DNS_UNIT
 from homecloud.errors import UserError
+from homecloud.frontdoor import AUTH_UNIT, DOOR_UNIT
 from homecloud.instances.kinds import BUILTIN_KINDS
 from homecloud.names import validate_instance_name, validate_name
 from homecloud.network.ports import PortMapping, check_unique, parse_port_mapping
@@ -23,7 +24,11 @@ NETWORK_MODES = ("default", "none")
 MIN_MEMORY = 32 << 20
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Instance NAME runs as hc-NAME.service: these names belong to homecloud's own units.
-RESERVED_NAMES = {"dns": f"homecloud's DNS server runs as {DNS_UNIT}"}
+RESERVED_NAMES = {
+    "dns": f"homecloud's DNS server runs as {DNS_UNIT}",
+    "frontdoor": f"homecloud's front door runs as {DOOR_UNIT}",
+    "frontdoor-auth": f"the front door's logins run as {AUTH_UNIT}",
+}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Links over netlink (pyroute2): the host bridge and the veth pairs that plug instances into it.
+"""Links over netlink (pyroute2): the host bridge, the veth pairs that plug containers into it
+and the taps that plug VMs into it.
 
 Every function is idempotent: it makes what is missing, fixes what differs and leaves the rest,
 so the agent can call it again after a crash. ``netns`` (a name under /run/netns) runs the same
@@ -218,6 +219,40 @@ def ensure_veth(host: str, peer: str, *, bridge: str | None = None,
             if created:
                 ipr.link("del", index=index)
             raise failed(exc) from None
+        return index
+
+
+def ensure_tap(name: str, *, bridge: str, netns: str | None = None) -> int:
+    """Make the persistent tap ``name`` (a VM's NIC; qemu attaches to it by name), up and a
+    port of ``bridge``, with hairpin like a veth's host end. Idempotent; returns its index.
+    If attaching fails, a tap made by this call is removed."""
+    from pyroute2 import NetlinkError
+
+    with rtnl(netns) as ipr:
+        bridge_link = _lookup(ipr, bridge)
+        if bridge_link is None:
+            raise HostError(f"bridge {bridge} does not exist")
+        link = _lookup(ipr, name)
+        created = False
+        if link is not None and _kind(link) != "tun":
+            raise HostError(f"a link named {name} exists and is not a tap ({_kind(link)})")
+        if link is None:
+            try:
+                ipr.link("add", ifname=name, kind="tuntap", mode="tap")
+            except (NetlinkError, OSError) as exc:
+                raise HostError(f"cannot make tap {name}: "
+                                f"{getattr(exc, 'strerror', None) or exc}") from None
+            link = _made(ipr, name)
+            created = True
+        index = int(link["index"])
+        try:
+            ipr.link("set", index=index, master=int(bridge_link["index"]), state="up")
+            ipr.brport("set", index=index, mode=1)
+        except (NetlinkError, OSError) as exc:
+            if created:
+                ipr.link("del", index=index)
+            raise HostError(f"cannot attach tap {name} to {bridge}: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
         return index
 
 

@@ -1,6 +1,6 @@
 """The agent's network service: sets the host side up at start and gives each instance its
-addresses, namespace, DNS name and firewall rules (the creation steps in
-homecloud/instances/network_steps.py call it), and takes them back on removal.
+addresses, namespace (a container) or tap (a VM), DNS name and firewall rules (the creation
+steps in homecloud/instances/network_steps.py call it), and takes them back on removal.
 
 The record (leases and ports, records.py) is the truth; the kernel's links and the firewall and
 DNS zone are rebuilt from it. Rebuilds are whole (one nft transaction, one zone file) and
@@ -60,6 +60,7 @@ from homecloud.network.routes import Route, read_routes
 from homecloud.network.routing import ROUTE_PROTOCOL, sync_routes
 from homecloud.network.subnets import decide_subnets
 from homecloud.network.sysctl import enable_forwarding, enable_route_localnet
+from homecloud.network.taps import plumb_tap, stray_taps, unplumb_tap
 from homecloud.state.store import Store
 from homecloud.systemd.transient import Systemd
 
@@ -234,6 +235,23 @@ class NetworkService:
     def unplumb(self, instance: str) -> None:
         unplumb_instance(instance)
 
+    def plumb_tap(self, instance: str, addresses: InstanceAddresses) -> str:
+        """A VM's tap on the bridge; its name."""
+        self.ensure_bridge()
+        return plumb_tap(self.plan, instance, addresses)
+
+    def replumb_tap(self, instance: str) -> bool:
+        """Make the tap of a VM that has an address again (after a reboot, before starting
+        it); False if it has none."""
+        addresses = self.records.addresses(self.plan, instance)
+        if addresses is None:
+            return False
+        self.plumb_tap(instance, addresses)
+        return True
+
+    def unplumb_tap(self, instance: str) -> None:
+        unplumb_tap(instance)
+
     def hide(self, instance: str) -> None:
         """Leave ``instance`` out of the next rebuilds (its steps are being undone)."""
         with self._lock:
@@ -244,6 +262,7 @@ class NetworkService:
         self.hide(instance)
         self.release(instance)
         unplumb_instance(instance)
+        unplumb_tap(instance)
 
     def members(self) -> list[Member]:
         if self._plan is None:
@@ -260,6 +279,7 @@ class NetworkService:
             self.records.release(name)
             removed.append(f"address of {name}")
         namespaces, links = stray_parts(instances)
+        links += stray_taps(instances)
         remove_stray_parts(namespaces, links)
         removed += [f"netns {n}" for n in namespaces] + [f"link {n}" for n in links]
         if removed and self._plan is not None:

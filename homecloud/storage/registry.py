@@ -8,11 +8,11 @@ a module plus one entry here.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from homecloud.classpath import load_class
 from homecloud.config import CONFIG_PATH
 from homecloud.errors import HostError
 from homecloud.storage.base import StorageDriver
@@ -39,14 +39,9 @@ class DriverEntry:
         if self.target is None:
             raise HostError(f"the {self.name} driver is not available on this host: set "
                             f"pool.driver in {CONFIG_PATH} to {driver_choices()}")
-        module_name, class_name = self.target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise HostError(f"the {self.name} driver cannot load ({exc}): reinstall homecloud "
-                            "with its dependencies, or set pool.driver to another driver") from exc
-        cls: type[StorageDriver] = getattr(module, class_name)
-        return cls
+        return load_class(self.target, StorageDriver, f"the {self.name} driver",
+                          "a storage driver", ": reinstall homecloud with its dependencies, or "
+                          "set pool.driver to another driver")
 
 
 def on_btrfs(path: Path) -> Fit:

@@ -1,6 +1,7 @@
 """Checks shared by the system tests that drive `hc` in a dev host: a command's one-line error,
 nothing left behind by a failed or removed instance, building or copying an image into a dev
-host, and running the agent with more configuration for a while."""
+host, running the agent with more configuration for a while, and making it crash after a
+creation step."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,6 +19,7 @@ from homecloud.devhost import DevHost
 
 POOL = "/var/lib/homecloud/pool"
 CONFIG = "/etc/homecloud/config.yaml"
+CRASH_DROPIN = "/run/systemd/system/hcd.service.d/crash.conf"
 
 
 def leftovers(host: DevHost, name: str) -> dict[str, bool]:
@@ -104,4 +107,19 @@ def agent_config(host: DevHost, text: str) -> Iterator[None]:
         yield
     finally:
         host.run("tee", CONFIG, input=original)
+        host.run("systemctl", "restart", "hcd.service")
+
+
+def set_crash_point(host: DevHost, step: str | None) -> None:
+    """Make the agent SIGKILL itself after creation step ``step`` (None: never), restarting it.
+    Restart=no keeps a crashed agent down, so the test sees what the crash left."""
+    if step is None:
+        host.run("rm", "-f", CRASH_DROPIN)
+    else:
+        host.run("mkdir", "-p", str(Path(CRASH_DROPIN).parent))
+        host.run("sh", "-c", f"cat > {CRASH_DROPIN}", input=(
+            f"[Service]\nEnvironment=HC_TEST_CRASH_AFTER_STEP={step}\nRestart=no\n"))
+    host.run("systemctl", "daemon-reload")
+    host.run("systemctl", "reset-failed", "hcd.service", check=False)  # and its start limit
+    if step is not None:
         host.run("systemctl", "restart", "hcd.service")

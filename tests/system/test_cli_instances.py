@@ -35,16 +35,18 @@ from cli_checks import (
     copy_image,
     ensure_busybox,
     hc_fails,
+    set_crash_point,
     wait_for,
 )
 
 from homecloud import devhost as devhosts
 from homecloud.devhost import DevHost
+from homecloud.dns import DNS_UNIT
+from homecloud.frontdoor import UNITS as DOOR_UNITS
 
 pytestmark = pytest.mark.system
 
 STATE_DB = "/var/lib/homecloud/state.db"
-CRASH_DROPIN = "/run/systemd/system/hcd.service.d/crash.conf"
 SCALE_RESULTS = Path("/tmp/results-scale.md")
 SCALE_COUNT = 100
 # A stand-in for systemd that fails at once: nspawn --boot runs /usr/lib/systemd/systemd first.
@@ -65,8 +67,8 @@ class HostState:
 def host_state(host: DevHost) -> HostState:
     units = host.run("systemctl", "list-units", "--all", "--plain", "--no-legend",
                      "hc-*").stdout.split("\n")
-    # homecloud's own DNS server matches hc-* too; it is not an instance.
-    units = [u for u in units if u.split()[:1] != ["hc-dns.service"]]
+    # homecloud's own DNS server and front door match hc-* too; they are not instances.
+    units = [u for u in units if u.split()[:1] not in ([DNS_UNIT], *([u] for u in DOOR_UNITS))]
     datasets = host.run("sh", "-c", f"ls {POOL}/instances 2>/dev/null || true").stdout.split()
     listed = {i["name"] for i in host.hc("ls", json=True)}
     return HostState(frozenset(u.split()[0] for u in units if u.strip()), frozenset(datasets),
@@ -504,21 +506,6 @@ def test_restart_always_comes_back_after_a_reboot(host: DevHost, host_debian: st
 
 
 # -- crash consistency ----------------------------------------------------------------------------
-
-def set_crash_point(host: DevHost, step: str | None) -> None:
-    """Make the agent SIGKILL itself after creation step ``step`` (None: never), restarting it.
-    Restart=no keeps a crashed agent down, so the test sees what the crash left."""
-    if step is None:
-        host.run("rm", "-f", CRASH_DROPIN)
-    else:
-        host.run("mkdir", "-p", str(Path(CRASH_DROPIN).parent))
-        host.run("sh", "-c", f"cat > {CRASH_DROPIN}", input=(
-            f"[Service]\nEnvironment=HC_TEST_CRASH_AFTER_STEP={step}\nRestart=no\n"))
-    host.run("systemctl", "daemon-reload")
-    host.run("systemctl", "reset-failed", "hcd.service", check=False)  # and its start limit
-    if step is not None:
-        host.run("systemctl", "restart", "hcd.service")
-
 
 def state_row(host: DevHost, name: str) -> str | None:
     script = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "

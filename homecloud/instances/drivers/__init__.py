@@ -7,10 +7,10 @@ host that never runs a VM never imports the VM driver). A host adds kinds in its
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 
-from homecloud.errors import HostError, UserError
+from homecloud.classpath import load_class
+from homecloud.errors import UserError
 from homecloud.instances.drivers.base import DriverHost, InstanceDriver
 from homecloud.instances.kinds import BUILTIN_KINDS
 
@@ -32,12 +32,7 @@ class DriverRegistry:
         if path is None:
             raise UserError(f"instance kind {kind!r} is not supported (use: "
                             f"{', '.join(self.kinds())})")
-        module_name, _, class_name = path.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            raise HostError(f"the {kind} instance driver {path} cannot load: {exc}") from exc
-        if not (isinstance(cls, type) and issubclass(cls, InstanceDriver)):
-            raise HostError(f"{path} is not an instance driver")
+        cls = load_class(path, InstanceDriver, f"the {kind} instance driver {path}",
+                         "an instance driver")
         driver = self._loaded[kind] = cls(self.host)
         return driver

@@ -19,17 +19,21 @@ The steps of service-sets/vm.yaml that only VMs have are this driver's actions:
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from homecloud.classpath import load_class
 from homecloud.errors import HostError, UserError
+from homecloud.images.catalog import image_dataset
+from homecloud.images.vmimage import VmImage, read_vm_image
 from homecloud.instances.context import Stdio, StepContext
-from homecloud.instances.drivers.base import DriverHost, InstanceDriver
+from homecloud.instances.drivers.base import CONSOLE, EXEC, DriverHost, InstanceDriver
+from homecloud.instances.drivers.qemu import MIN_VM_MEMORY
 from homecloud.instances.records import Instance
 from homecloud.instances.servicesets import ActionFactory
 from homecloud.instances.spec import InstanceSpec
+from homecloud.sizes import format_size
 from homecloud.systemd.transient import UnitStatus
 
 DEFAULT_MACHINE = "microvm"
@@ -48,8 +52,10 @@ class VmMachine(ABC):
     def __init__(self, host: DriverHost) -> None:
         self.host = host
 
-    def validate(self, spec: InstanceSpec) -> None:  # noqa: B027 (most machines take any spec)
-        """Refuse, before anything is made, what this machine cannot run."""
+    def validate(self, spec: InstanceSpec,  # noqa: B027 (most machines take any spec)
+                 image: VmImage | None) -> None:
+        """Refuse, before anything is made, what this machine cannot run. ``image``: the VM
+        image's description (None when the image does not exist: the manager says so)."""
 
     def prepare(self, ctx: StepContext) -> None:  # noqa: B027
         """Make what the unit needs (the prepare-machine step)."""
@@ -75,12 +81,15 @@ class VmMachine(ABC):
                     follow: bool) -> list[str]: ...
 
     @abstractmethod
-    def console(self, instance: Instance) -> Any: ...
+    def console(self, instance: Instance) -> Any:
+        """`hc console NAME --text`: a host command line attaching this terminal to the
+        guest's text console (run like `hc exec`'s, with the client's terminal)."""
 
 
 class VmDriver(InstanceDriver):
     kind = "vm"
     description = "a virtual machine (qemu microvm under systemd, or q35 through libvirt)"
+    capabilities = frozenset({EXEC, CONSOLE})
 
     def __init__(self, host: DriverHost) -> None:
         super().__init__(host)
@@ -95,12 +104,8 @@ class VmDriver(InstanceDriver):
         if path is None:
             raise UserError(f"--machine {name!r} is not known: use "
                             f"{' or '.join(sorted(MACHINES))}")
-        module_name, _, class_name = path.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            raise HostError(f"the {name} machine cannot load: {exc}") from exc
-        machine: VmMachine = cls(self.host)
+        cls = load_class(path, VmMachine, f"the {name} machine", "a VM machine")
+        machine = cls(self.host)
         self._machines[name] = machine
         return machine
 
@@ -110,7 +115,29 @@ class VmDriver(InstanceDriver):
                             "`-- CMD`, or run it with `hc exec` once the VM is up")
         if spec.binds:
             raise UserError("--bind is for containers: a VM has disks of its own")
-        self.machine(spec).validate(spec)
+        if spec.memory is not None and spec.memory < MIN_VM_MEMORY:
+            raise UserError(f"--memory {format_size(spec.memory)} is too small: a VM's kernel "
+                            f"needs at least {format_size(MIN_VM_MEMORY)}")
+        self.machine(spec).validate(spec, self.image(spec.image))
+
+    def image(self, name: str) -> VmImage | None:
+        """The VM description of image ``name``; None when there is no such image. A
+        container image is refused with what to do."""
+        dataset = image_dataset(name)
+        if not self.host.pool.exists(dataset):
+            return None
+        image = read_vm_image(self.host.pool.path(dataset))
+        if image is None:
+            raise UserError(f"image {name!r} is not a VM image (it is a container's tree): "
+                            "build one with `hc image build debian --vm`, or import a disk")
+        return image
+
+    def instance_image(self, instance: Instance) -> VmImage:
+        """The VM description in the instance's own fork (it outlives the image)."""
+        image = read_vm_image(self.host.pool.path(instance.dataset))
+        if image is None:
+            raise HostError(f"instance {instance.name}: its disk's vm.json is missing")
+        return image
 
     def actions(self) -> Mapping[str, ActionFactory[StepContext]]:
         from homecloud.instances.vm_steps import vm_actions
