@@ -29,19 +29,17 @@ import math
 import shlex
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from benchhost import bench_devhost, devhost_arguments, log, parse_root_arguments
+from benchhost import bench_devhost, devhost_arguments, parse_root_arguments
 from run_bench import Guest
 from timing import interleaved, p50_p95_ms
+from vm_image import IMAGE, POOL, ensure_image
 
 from homecloud.errors import HomecloudError
 from homecloud.images.vmimage import READY_PORT
 
 DEVHOST = "bench-q35"
-IMAGE = "debian-vm"
-POOL = Path("/var/lib/homecloud/pool")
 BY_HAND_DIR = POOL / "bench-q35-by-hand"  # outside images/ and instances/: the agent ignores it
 TARGET_RATIO = 1.1
 VM_ARGS = ("--memory", "512M", "--cpus", "2", "--network", "none")
@@ -79,13 +77,6 @@ def start_libvirtd(guest: Guest) -> None:
     guest.run(["install", "-d", "-o", "tss", "-g", "root", "-m", "0750",
                "/var/lib/swtpm-localca"])
     guest.run(["systemctl", "start", "virtlogd.service", "libvirtd.service"])
-
-
-def ensure_image(guest: Guest) -> None:
-    images = json.loads(guest.run([*guest.hc, "image", "ls", "--json"]).stdout)
-    if not any(image["name"] == IMAGE for image in images):
-        log(f"building {IMAGE} (a few minutes)")
-        guest.run([*guest.hc, "image", "build", "debian", "--vm", "-q"])
 
 
 def guest_hc_run(name: str, uefi: bool) -> list[str]:

@@ -38,15 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from benchhost import bench_devhost, devhost_arguments, log, parse_root_arguments
-from q35_bench import ensure_image
 from run_bench import Guest
 from timing import interleaved, p50_p95_ms
+from vm_image import IMAGE, POOL, ensure_image
 
 from homecloud.errors import HomecloudError
 
 DEVHOST = "bench-vm"
-IMAGE = "debian-vm"
-POOL = Path("/var/lib/homecloud/pool")
 BY_HAND_DIR = POOL / "bench-vm-by-hand"  # outside images/ and instances/: the agent ignores it
 TARGET_RATIO = 1.1
 MEMORY = "512M"
