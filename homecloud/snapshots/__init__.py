@@ -1,0 +1,1 @@
+"""Snapshots of instances, retention policies, and their replication to other hosts."""
