@@ -1,0 +1,105 @@
+"""A bare machine played by qemu in a dev host, for the install tests and the machine bench:
+provisioning on hc0, a tap into it, and qemu (TCG, one vCPU, 512 MiB) with a raw disk, the
+network first, under OVMF or SeaBIOS, its serial console in a file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import Any
+
+from homecloud.devhost import DevHost
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+MEMORY_MIB = 512
+
+
+def enable_provisioning(host: DevHost) -> IPv4Interface:
+    """`hc provision enable` with full DHCP on hc0 (the top of its subnet); hc0's address."""
+    data = json.loads(host.run("ip", "-j", "-4", "addr", "show", "hc0").stdout)
+    info = data[0]["addr_info"][0]
+    address = IPv4Interface(f"{info['local']}/{info['prefixlen']}")
+    net = address.network
+    host.hc("provision", "enable", "--interface", "hc0", "--dhcp-range", f"{net[-56]}-{net[-6]}")
+    return address
+
+
+@contextmanager
+def tap_on_hc0(host: DevHost, name: str) -> Iterator[str]:
+    host.run("ip", "tuntap", "add", name, "mode", "tap")
+    try:
+        host.run("ip", "link", "set", name, "master", "hc0", "up")
+        yield name
+    finally:
+        host.run("ip", "link", "delete", name, check=False)
+
+
+def machine_info(host: DevHost, name: str) -> dict[str, Any]:
+    """The machine as `hc machine ls` shows it."""
+    return next(m for m in host.hc("machine", "ls", json=True) if m["name"] == name)
+
+
+def step(machine: dict[str, Any], step_id: str) -> dict[str, Any]:
+    """One step's state; empty before the installer has fetched the workflow."""
+    return next((s for s in machine["steps"] if s["id"] == step_id), {})
+
+
+@dataclass
+class Machine:
+    """A running qemu and the file its serial console goes to (in the dev host)."""
+
+    host: DevHost
+    process: subprocess.Popen[bytes]
+    serial: str
+
+    def console(self) -> str:
+        return self.host.run("cat", self.serial, check=False).stdout
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_machine(host: DevHost, work: str, name: str, disk: str | None, *, uefi: bool,
+                  tap: str | None = None, mac: str | None = None,
+                  memory_mib: int = MEMORY_MIB) -> Machine:
+    """qemu with ``disk`` (after the network, when ``tap`` is given); files under ``work``."""
+    serial = f"{work}/{name}-serial.log"
+    host.run("rm", "-f", serial)
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory_mib), "-smp", "1",
+            "-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none",
+            "-serial", f"file:{serial}"]
+    if disk is not None:
+        # Through the host's page cache: the guest's flushes cost nothing here, and no disk
+        # outlives its test.
+        argv += ["-drive", f"file={disk},format=raw,if=none,id=d0,cache=unsafe",
+                 "-device", "virtio-blk-pci,drive=d0,bootindex=2"]
+    if uefi:
+        variables = f"{work}/{name}-vars.fd"
+        host.run("cp", str(OVMF_VARS), variables)
+        argv += ["-M", "q35", "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,file={variables}",
+                 # OVMF's own network boot (PXE and HTTP boot, IPv4 and IPv6) off, as on a
+                 # machine set up to boot the NIC's iPXE: after iPXE's `exit` the firmware
+                 # would try each in turn, a minute of timeouts, before the disk.
+                 "-fw_cfg", "name=opt/org.tianocore/IPv4Support,string=no",
+                 "-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"]
+    else:
+        argv += ["-M", "pc"]
+    if tap is not None:
+        argv += ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+                 "-device", f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1"]
+    process = subprocess.Popen(host.command(argv), env=host.environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Machine(host, process, serial)
