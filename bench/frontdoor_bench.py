@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import ssl
 import sys
 import threading
@@ -27,6 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchhost import bench_devhost, devhost_arguments, log, parse_root_arguments  # noqa: E402
 from timing import p50_p95_ms  # noqa: E402
+
+from homecloud.devhost import DevHost  # noqa: E402
 
 PAGE = "bench page"
 PASSWORD = "bench password 1"
@@ -100,6 +103,16 @@ def timed_client(address: str, token: str, reps: int, stop: threading.Event | No
     return samples
 
 
+def auth_cpu_seconds(host: DevHost) -> float:
+    """CPU time hc-frontdoor-auth has used so far (its process's user + system time)."""
+    pid = host.run("systemctl", "show", "-p", "MainPID", "--value",
+                   "hc-frontdoor-auth.service").stdout.strip()
+    if pid in ("", "0"):
+        return 0.0
+    fields = host.run("cat", f"/proc/{pid}/stat").stdout.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500, help="timed requests per way")
@@ -144,12 +157,14 @@ def main() -> int:
                 during.extend(timed_client(host.address, token, 50, stop))
 
         thread = threading.Thread(target=measure)
+        cpu_before = auth_cpu_seconds(host)
         thread.start()
         flood = json.loads(host.run(host.python, "-c", FLOOD, str(args.wrong),
                                     timeout=3600).stdout)
         stop.set()
         thread.join()
         results["flood"] = {"wrong_passwords": args.wrong, **flood,
+                            "auth_endpoint_cpu_s": auth_cpu_seconds(host) - cpu_before,
                             "other_client_quiet": quiet,
                             "other_client_during": p50_p95_ms(during),
                             "other_client_requests_during": len(during)}
@@ -168,7 +183,8 @@ def main() -> int:
     flood_result = results["flood"]
     assert isinstance(flood_result, dict)
     print(f"\nflood: {args.wrong} wrong passwords in {flood_result['seconds']:.1f} s, statuses "
-          f"{flood_result['statuses']}")
+          f"{flood_result['statuses']}; the auth endpoint used "
+          f"{flood_result['auth_endpoint_cpu_s']:.2f} s of CPU meanwhile")
     print(f"other client p50/p95: quiet {quiet['p50_ms']}/{quiet['p95_ms']} ms, during the "
           f"flood {flood_result['other_client_during']['p50_ms']}/"
           f"{flood_result['other_client_during']['p95_ms']} ms "

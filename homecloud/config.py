@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from homecloud.errors import UserError
+from homecloud.names import validate_instance_name, validate_name
 from homecloud.sizes import parse_size
 
 CONFIG_PATH = Path(os.environ.get("HC_CONFIG", "/etc/homecloud/config.yaml"))
@@ -103,6 +104,31 @@ class FrontdoorConfig:
 
 
 @dataclass(frozen=True)
+class NamedPolicy:
+    """A snapshot policy of config.yaml: ``keep`` and ``every`` as `hc policy set` takes them
+    (checked when the agent starts, by the snapshots service)."""
+
+    name: str
+    keep: str
+    every: str | None = None
+    replicate_to: str | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotsConfig:
+    """``policies``: named snapshot policies, ``NAME: {keep: "daily=7 weekly=4", every: 1d,
+    replicate_to: PEER}``; ``instances``: which instance follows which, ``INSTANCE: NAME``.
+    A policy set with `hc policy set` on one of those instances wins until `hc policy rm`."""
+
+    policies: tuple[NamedPolicy, ...] = ()
+    instances: tuple[tuple[str, str], ...] = ()
+
+    def policy_of(self, instance: str) -> NamedPolicy | None:
+        name = dict(self.instances).get(instance)
+        return next((p for p in self.policies if p.name == name), None)
+
+
+@dataclass(frozen=True)
 class Config:
     state_dir: Path = Path("/var/lib/homecloud")
     run_dir: Path = Path("/run/homecloud")
@@ -113,6 +139,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     instances: InstancesConfig = field(default_factory=InstancesConfig)
     frontdoor: FrontdoorConfig = field(default_factory=FrontdoorConfig)
+    snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -146,6 +173,10 @@ def _coerce(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
             value = None if value is None else _peer(value, f"{where}: parent", named=False)
         elif key == "drivers":
             value = _drivers(value, f"{where}: drivers")
+        elif key == "policies":
+            value = _policies(value, f"{where}: policies")
+        elif key == "instances" and cls is SnapshotsConfig:
+            value = _policy_instances(value, f"{where}: instances")
         out[key] = value
     return out
 
@@ -209,13 +240,61 @@ def _drivers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
+_POLICY_KEYS = ("keep", "every", "replicate_to")
+
+
+def _policies(value: Any, where: str) -> tuple[NamedPolicy, ...]:
+    """``{NAME: {keep: COUNTS, every: INTERVAL, replicate_to: PEER}, ...}``."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: expected a mapping of policy names to "
+                        "{keep, every, replicate_to}")
+    out = []
+    for name, item in value.items():
+        here = f"{where}: {name}"
+        try:
+            validate_name(str(name), "policy name")
+        except UserError as exc:
+            raise UserError(f"{where}: {exc.message}") from None
+        if not isinstance(item, dict):
+            raise UserError(f"{here}: expected a mapping with {', '.join(_POLICY_KEYS)}")
+        item = {str(k).replace("-", "_"): v for k, v in item.items()}
+        unknown = sorted(set(item) - set(_POLICY_KEYS))
+        if unknown:
+            raise UserError(f"{here}: unknown setting {unknown[0]!r} (known: "
+                            f"{', '.join(_POLICY_KEYS)})")
+        if "keep" not in item:
+            raise UserError(f"{here}: 'keep' is missing (e.g. keep: \"daily=7 weekly=4\")")
+        for key in _POLICY_KEYS:
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise UserError(f"{here}: {key} must be a string, not {item[key]!r}")
+        out.append(NamedPolicy(name=str(name), keep=item["keep"], every=item.get("every"),
+                               replicate_to=item.get("replicate_to")))
+    return tuple(out)
+
+
+def _policy_instances(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """``{INSTANCE: POLICY, ...}``."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise UserError(f"{where}: expected a mapping of instance names to policy names")
+    for instance in value:
+        try:
+            validate_instance_name(str(instance))
+        except UserError as exc:
+            raise UserError(f"{where}: {exc.message}") from None
+    return tuple(sorted((str(k), v) for k, v in value.items()))
+
+
 def parse_config(data: dict[str, Any] | None, where: str = "config") -> Config:
     """Build a Config from the YAML mapping ``data`` (None means all defaults)."""
     data = dict(data or {})
     sections: dict[str, Any] = {}
     for key, cls in (("pool", PoolConfig), ("images", ImagesConfig),
                      ("network", NetworkConfig), ("instances", InstancesConfig),
-                     ("frontdoor", FrontdoorConfig)):
+                     ("frontdoor", FrontdoorConfig), ("snapshots", SnapshotsConfig)):
         section = data.pop(key, None) or {}
         if not isinstance(section, dict):
             raise UserError(f"{where}: {key!r} must be a mapping")
@@ -223,6 +302,13 @@ def parse_config(data: dict[str, Any] | None, where: str = "config") -> Config:
     if sections["pool"].driver not in POOL_DRIVERS:
         raise UserError(f"{where}: pool driver {sections['pool'].driver!r} is not one of "
                         f"{', '.join(POOL_DRIVERS)}")
+    snapshots = sections["snapshots"]
+    named = {p.name for p in snapshots.policies}
+    for instance, policy in snapshots.instances:
+        if policy not in named:
+            raise UserError(f"{where}: snapshots: instances: {instance}: no policy named "
+                            f"{policy!r} under snapshots: policies "
+                            f"(there: {', '.join(sorted(named)) or 'none'})")
     return replace(Config(), **sections, **_coerce(Config, data, where))
 
 

@@ -6,9 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from homecloud import __version__
+from homecloud.agent.api_consoles import console_routes
 from homecloud.agent.api_frontdoor import frontdoor_routes
 from homecloud.agent.api_instances import instance_routes
+from homecloud.agent.api_lambdas import lambda_routes
+from homecloud.agent.api_machines import machine_routes
 from homecloud.agent.api_network import network_routes
+from homecloud.agent.api_snapshots import snapshot_routes
 from homecloud.agent.app import Agent
 from homecloud.agent.fields import body_field
 from homecloud.agent.openapi import openapi_document
@@ -46,20 +50,23 @@ def build_router(agent: Agent) -> Router:
 
         recipe = body_field(request, "recipe", str)
         vm = body_field(request, "vm", bool, required=False, default=False)
+        machine = body_field(request, "machine", bool, required=False, default=False)
         cloud_init = body_field(request, "cloud_init", bool, required=False, default=False)
         name = body_field(request, "name", str, required=False,
-                          default=default_image_name(recipe, vm))
+                          default=default_image_name(recipe, vm, machine))
         release = body_field(request, "release", str, required=False)
         mirror = body_field(request, "mirror", str, required=False) or agent.config.images.mirror
-        check_build(recipe, release=release, mirror=mirror, vm=vm, cloud_init=cloud_init)
+        check_build(recipe, release=release, mirror=mirror, vm=vm, cloud_init=cloud_init,
+                    machine=machine)
         agent.images.check_new_name(name)
 
         def work(progress: ProgressReport) -> dict[str, Any]:
             with agent.busy_images.hold(name, f"building {recipe}"):
                 agent.images.check_new_name(name)
                 build(agent.pool, name, recipe, release=release, mirror=mirror, vm=vm,
-                      cloud_init=cloud_init, progress=progress)
+                      cloud_init=cloud_init, machine=machine, progress=progress)
                 source = (f"build:{recipe}" + ("+vm" if vm else "")
+                          + ("+machine" if machine else "")
                           + (f"/{release}" if release else ""))
                 return vars(agent.images.record(name, source))
 
@@ -105,7 +112,8 @@ def build_router(agent: Agent) -> Router:
               params={"name": IMAGE_NAME}),
         Route("POST", "/v1/images/build", build_image, "Build an image from a recipe",
               body={"recipe": "string", "name": "string?", "release": "string?",
-                    "mirror": "string?", "vm": "boolean?", "cloud_init": "boolean?"},
+                    "mirror": "string?", "vm": "boolean?", "cloud_init": "boolean?",
+                    "machine": "boolean?"},
               streams=True, response=image),
         Route("POST", "/v1/images/import", import_image,
               "Import a rootfs tarball or directory, or a VM disk (qcow2, raw), as an image",
@@ -116,7 +124,11 @@ def build_router(agent: Agent) -> Router:
               response={"type": "object", "required": ["openapi", "info", "paths"]}),
         *instance_routes(agent),
         *network_routes(agent),
+        *snapshot_routes(agent),
         *frontdoor_routes(agent),
+        *console_routes(agent),
+        *lambda_routes(agent),
+        *machine_routes(agent),
     ):
         router.add(route)
     return router

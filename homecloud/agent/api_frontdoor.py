@@ -13,7 +13,8 @@ from homecloud.frontdoor.service import FrontdoorService
 USER_NAME = name_schema("[a-z_][a-z0-9_-]*")
 ROUTE = object_schema({"name": "string", "host": "string", "path": "string",
                        "instance": "string", "port": "integer", "group": "string?",
-                       "public": "boolean", "address": "string?"})
+                       "public": "boolean", "address": "string?",
+                       "lambda_name": "string?", "target": "string"})
 
 
 def frontdoor_routes(agent: Agent) -> list[Route]:
@@ -42,7 +43,8 @@ def frontdoor_routes(agent: Agent) -> list[Route]:
         return Response({"changed": request.params["name"]})
 
     def new_token(request: Request) -> Response:
-        return Response({"token": door().new_token(request.params["name"])}, status=201)
+        return Response({"token": door().new_token(request.params["name"]),
+                         "fingerprint": door().certificate_fingerprint()}, status=201)
 
     def list_routes(_: Request) -> Response:
         return Response(door().routes())
@@ -80,7 +82,7 @@ def frontdoor_routes(agent: Agent) -> list[Route]:
               params=user),
         Route("POST", "/v1/users/{name}/tokens", new_token,
               "A new bearer token for the user (shown once)",
-              response=object_schema({"token": "string"}), params=user),
+              response=object_schema({"token": "string", "fingerprint": "string"}), params=user),
         Route("GET", "/v1/routes", list_routes, "Front-door routes", response=array_of(ROUTE)),
         Route("POST", "/v1/routes", add_route,
               "Route a host name or path to an instance's port (applied to nginx at once)",

@@ -23,7 +23,13 @@ def _stdio(request: Request) -> tuple[int, int, int] | None:
 
 
 def spec_from_body(request: Request) -> Any:
-    from homecloud.instances.spec import Bind, InstanceSpec, parse_memory, parse_ports
+    from homecloud.instances.spec import (
+        Bind,
+        InstanceSpec,
+        parse_idle,
+        parse_memory,
+        parse_ports,
+    )
     from homecloud.sizes import parse_size
 
     image = body_field(request, "image", str)
@@ -38,6 +44,7 @@ def spec_from_body(request: Request) -> Any:
     kind = body_field(request, "kind", str, required=False, default="container")
     disk = body_field(request, "disk", (str, int), required=False)
     ssh_keys = body_field(request, "ssh_keys", list, required=False, default=[])
+    idle = body_field(request, "idle", (str, int, float), required=False)
     if not all(isinstance(v, str) for v in [*env.values(), *binds, *(command or []), *ports,
                                             *ssh_keys]):
         raise UserError("env values, binds, ports, ssh_keys and command must be strings")
@@ -54,7 +61,8 @@ def spec_from_body(request: Request) -> Any:
         disk=parse_size(disk, "--disk") if disk is not None else None,
         cdrom=body_field(request, "cdrom", str, required=False),
         ssh_keys=tuple(ssh_keys),
-        user_data=body_field(request, "user_data", str, required=False))
+        user_data=body_field(request, "user_data", str, required=False),
+        idle=parse_idle(idle) if idle is not None else None)
 
 
 def _generated_name(image: str) -> str:
@@ -84,11 +92,15 @@ def instance_routes(agent: Agent) -> list[Route]:
         attach = bool(body_field(request, "attach", bool, required=False, default=False))
         remove = bool(body_field(request, "remove", bool, required=False, default=False))
         stdio = _stdio(request)
+        if remove and spec.idle is not None:
+            raise UserError("--idle and --rm do not go together: --rm removes an instance "
+                            "when its command ends; an idle one sleeps, to be woken again")
         manager().validate(spec)  # a bad -p, kind or no network: an error before any work
 
         def work(progress: ProgressReport) -> dict[str, Any]:
             with agent.busy_instances.hold(spec.name, "a creation"):
                 info = manager().create(spec, progress=progress, stdio=stdio)
+                agent.frontdoor.follow_instance(spec.name)
                 if attach and spec.command:
                     info = manager().wait_finished(spec.name)
                     if remove:
@@ -113,6 +125,7 @@ def instance_routes(agent: Agent) -> list[Route]:
         name = request.params["name"]
         with agent.busy_instances.hold(name, "a removal"):
             manager().remove(name, force=query_flag(request, "force"))
+        agent.frontdoor.follow_instance(name)
         return Response({"removed": name})
 
     def exec_instance(request: Request) -> Response:
@@ -153,7 +166,8 @@ def instance_routes(agent: Agent) -> list[Route]:
                     "network": "string?", "kind": "string?", "attach": "boolean?",
                     "remove": "boolean?", "machine": "string?", "uefi": "boolean?",
                     "tpm": "boolean?", "disk": "string|integer?", "cdrom": "string?",
-                    "ssh_keys": "array?", "user_data": "string?"},
+                    "ssh_keys": "array?", "user_data": "string?",
+                    "idle": "string|number?"},
               streams=True, response=info),
         Route("GET", "/v1/instances/{name}", get_instance, "Describe one instance",
               response=info, params=name),

@@ -11,22 +11,15 @@ import logging
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
 from homecloud import __version__
 from homecloud.errors import exit_status
+from homecloud.systemd.activation import inherited_sockets, notify, unix_listener
 
 log = logging.getLogger("hcd")
-
-
-def _notify(**states: object) -> None:
-    try:
-        import pystemd.daemon
-
-        pystemd.daemon.notify(False, **states)
-    except ImportError:  # pystemd is a dependency; tolerate its absence when run by hand
-        pass
 
 
 def serve(config_path: Path | None) -> None:
@@ -35,8 +28,10 @@ def serve(config_path: Path | None) -> None:
     from homecloud.agent.lock import AgentLock
     from homecloud.agent.peercred import group_id
     from homecloud.agent.reconcile import reconcile
-    from homecloud.agent.server import ApiServer, ServerPolicy, bind_socket, inherited_socket
+    from homecloud.agent.server import ApiServer, ServerPolicy
     from homecloud.config import CONFIG_PATH, load_config
+    from homecloud.frontdoor import API_SOCKET_NAME
+    from homecloud.frontdoor.door import door_user_id
     from homecloud.state.store import Store
     from homecloud.storage.embedded import ensure_embedded_pool
     from homecloud.storage.pool import open_pool
@@ -45,34 +40,49 @@ def serve(config_path: Path | None) -> None:
     lock = AgentLock(config.run_dir / "hcd.lock")
     lock.acquire()
     try:
-        _notify(status="opening state and pool")
+        notify(status="opening state and pool")
         store = Store(config.database_path)
         ensure_embedded_pool(config.pool)
         pool = open_pool(config.pool)
         agent = Agent(config=config, store=store, pool=pool)
-        _notify(status="setting up the network")
+        notify(status="setting up the network")
         agent.network.start()  # on failure: logged, and shown by `hc doctor`
-        _notify(status="reconciling")
+        notify(status="reconciling")
         reconcile(agent)
         gid = group_id(config.group)
-        sock = inherited_socket() or bind_socket(config.socket_path, gid)
-        server = ApiServer(sock, build_router(agent),
-                           ServerPolicy(allowed_gid=gid, group_name=config.group,
-                                        max_body=config.max_request_body))
+        sockets = inherited_sockets()
+        door_sock = next((s for name, s in sockets if name == API_SOCKET_NAME), None)
+        sock = (next((s for name, s in sockets if name != API_SOCKET_NAME), None)
+                or unix_listener(config.socket_path, mode=0o660, gid=gid))
+        router = build_router(agent)
+        policy = ServerPolicy(allowed_gid=gid, group_name=config.group,
+                              max_body=config.max_request_body)
+        server = ApiServer(sock, router, policy)
+        servers = [server]
+        if door_sock is not None:
+            door_uid = door_user_id()
+            if door_uid is None:
+                log.warning("the front door's user is unknown: its API socket stays closed")
+            else:
+                servers.append(ApiServer(door_sock, router, replace(policy, door_uid=door_uid)))
+                threading.Thread(target=servers[-1].serve_forever, args=(0.5,),
+                                 name="hcd-door", daemon=True).start()
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             log.info("signal %d: stopping", signum)
-            _notify(stopping=1)
+            notify(stopping=1)
             # shutdown() waits for serve_forever to return, so it must not run on its thread.
-            threading.Thread(target=server.shutdown, daemon=True).start()
+            for each in servers:
+                threading.Thread(target=each.shutdown, daemon=True).start()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         log.info("hcd %s serving on %s (pool: %s at %s)", __version__, config.socket_path,
                  pool.name, pool.root)
-        _notify(ready=1, status=f"serving; pool {pool.name} at {pool.root}")
+        notify(ready=1, status=f"serving; pool {pool.name} at {pool.root}")
         server.serve_forever(poll_interval=0.5)
-        server.server_close()
+        for each in servers:
+            each.server_close()
         store.close()
     finally:
         lock.release()

@@ -36,13 +36,28 @@ def _ok_response(route: Route) -> dict[str, Any]:
     return {"description": "OK", "content": {"application/json": {"schema": result}}}
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def _path_id(route: Route) -> str:
+    """An operation's id from its method and path: get_v1_machines_name."""
+    words = [part.strip("{}") for part in route.pattern.split("/") if part]
+    return "_".join([route.method.lower(), *(word.replace("-", "_") for word in words)])
+
+
+def operation_ids(router: Router) -> list[tuple[Route, str]]:
+    """Each route with its operationId: the method and the handler's name, unique across the
+    API; a route whose handler is unnamed or shares its name with another's is named by its
+    path."""
+    named = [f"{route.method.lower()}_{route.handler.__name__}" for route in router.routes]
+    return [(route, name if "<" not in name and named.count(name) == 1 else _path_id(route))
+            for route, name in zip(router.routes, named, strict=True)]
+
+
+def _operation(route: Route, operation_id: str) -> dict[str, Any]:
     params = [{"name": p, "in": "path", "required": True,
                "schema": route.params.get(p, {"type": "string"})}
               for p in route.regex.groupindex]
     operation: dict[str, Any] = {
         "summary": route.summary,
-        "operationId": f"{route.method.lower()}_{route.handler.__name__}",
+        "operationId": operation_id,
         "parameters": params,
         "responses": {
             "200": _ok_response(route),
@@ -60,8 +75,9 @@ def _operation(route: Route) -> dict[str, Any]:
 
 def openapi_document(router: Router, version: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for route in router.routes:
-        paths.setdefault(route.pattern, {})[route.method.lower()] = _operation(route)
+    for route, operation_id in operation_ids(router):
+        paths.setdefault(route.pattern, {})[route.method.lower()] = _operation(route,
+                                                                               operation_id)
     return {
         "openapi": "3.1.0",
         "info": {"title": "homecloud agent API", "version": version,

@@ -51,4 +51,8 @@ def reconcile(agent: Agent) -> ReconcileReport:
         if items:
             log.info("reconcile: %s: %s", what.replace("_", " "), ", ".join(items))
     agent.instances.reconcile()
+    agent.frontdoor.reconcile()  # after the instances: routes lead to their addresses
+    agent.snapshots.reconcile()
+    agent.machines.start()
+    agent.policies.reconcile()
     return report

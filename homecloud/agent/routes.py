@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote
 
 from homecloud.agent.peercred import PeerCredentials
@@ -26,6 +26,7 @@ class Request:
     body: JSON
     peer: PeerCredentials
     fds: tuple[int, ...] = ()  # descriptors the client passed (its stdin, stdout, stderr)
+    stream: BinaryIO | None = None  # the body as bytes, for routes with raw_body
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Route:
     summary: str
     body: dict[str, str] | None = None  # the request body's fields (see schemas.BodySpec)
     streams: bool = False
+    raw_body: bool = False  # the body is a byte stream (Request.stream), not JSON
     # The JSON schema of the answer (of the final {"result": ...} of a stream).
     response: dict[str, JSON] | None = None
     # JSON schemas of the path parameters (a name's pattern); a string if not given.

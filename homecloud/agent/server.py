@@ -1,8 +1,15 @@
 """HTTP+JSON over the agent's UNIX socket.
 
 The standard library's HTTP server does the protocol; this module adds what the API needs around
-it: socket activation, the peer-credential check, limits on what a client may send and how
+it: the peer-credential check, limits on what a client may send and how
 slowly, JSON in and out, and NDJSON streams for long operations.
+
+Two sockets serve the same routes. hc.sock is for local clients: the kernel's record of the
+peer (root or the homecloud group) is the only credential. door.sock is for the front door
+(https://HOST/_hc/api/): nginx has authenticated the caller as an admin and names them in
+X-Remote-User. That header is trusted on door.sock alone, and only from root or nginx's
+workers (the socket's mode already keeps everyone else out); on hc.sock it means nothing, so a
+local client gains nothing by sending it.
 
 Each connection gets a thread: handlers call blocking D-Bus, ioctls and subprocesses, and threads
 keep that simple. Their number is bounded; a connection over the bound waits a moment for a
@@ -19,22 +26,21 @@ import logging
 import os
 import socket
 import socketserver
-import stat
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from homecloud.agent.bodystream import request_body
 from homecloud.agent.deadlines import DeadlineReader, ReadLimits, RequestTimeout
 from homecloud.agent.fields import check_body, decode_body
-from homecloud.agent.peercred import is_permitted, peer_credentials
+from homecloud.agent.peercred import PeerCredentials, is_permitted, peer_credentials
 from homecloud.agent.routes import MethodNotAllowed, Request, Router, StreamResponse
 from homecloud.errors import HomecloudError, PermissionDenied, UserError
+from homecloud.frontdoor import REMOTE_USER_HEADER
 
 log = logging.getLogger(__name__)
-SD_LISTEN_FDS_START = 3
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,9 @@ class ServerPolicy:
     reading: ReadLimits = field(default_factory=ReadLimits)
     max_connections: int = 128  # connections served at once (a thread each)
     connection_wait: float = 5.0  # seconds a connection over the bound waits for a free one
+    # Set for the front door's socket: the uid of nginx's workers, who alone (with root) may
+    # speak on it, naming the authenticated admin in the X-Remote-User header.
+    door_uid: int | None = None
 
 
 class PayloadTooLarge(UserError):
@@ -56,34 +65,6 @@ class PayloadTooLarge(UserError):
 
 class ServerBusy(HomecloudError):
     http_status = 503
-
-
-def inherited_socket() -> socket.socket | None:
-    """The listening socket systemd passed us (hcd.socket), if any."""
-    if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        return None
-    if int(os.environ.get("LISTEN_FDS", "0")) < 1:
-        return None
-    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(var, None)
-    return socket.socket(fileno=SD_LISTEN_FDS_START)
-
-
-def bind_socket(path: Path, gid: int | None) -> socket.socket:
-    """Listen on ``path`` ourselves (when started without socket activation)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
-        path.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o117)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old_umask)
-    if gid is not None:
-        os.chown(path, 0, gid)
-    sock.listen(128)
-    return sock
 
 
 class ApiServer(socketserver.UnixStreamServer):
@@ -207,17 +188,24 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._reader.stop()  # the head is in
         try:
             peer = peer_credentials(self.request)
-            if not is_permitted(peer, self.server.policy.allowed_gid):
-                raise PermissionDenied(
-                    f"permission denied: uid {peer.uid} may not use homecloud; run as root or "
-                    f"join the '{self.server.policy.group_name}' group")
+            self._authorise(peer)
             url = urlsplit(self.path)
             route, params = self.server.router.resolve(self.command, url.path)
-            body = self._read_body()
+            stream = None
+            if route.raw_body:
+                # Read by the handler as it goes; what it leaves unread ends the connection.
+                self.close_connection = True
+                body, stream = None, request_body(self.rfile, self.headers,
+                                                    self._reader.await_body)
+                if self._expects_continue:
+                    self.send_response_only(100)
+                    self.end_headers()
+            else:
+                body = self._read_body()
             check_body(route.body, body, f"{self.command} {route.pattern}")
             result = route.handler(Request(self.command, url.path, params,
                                            dict(parse_qsl(url.query)), body, peer,
-                                           tuple(self._reader.passed_fds or ())))
+                                           tuple(self._reader.passed_fds or ()), stream))
         except HomecloudError as exc:
             self._send_error(exc)
             return
@@ -230,6 +218,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send_stream(result)
         else:
             self._send_json(result.status, result.body)
+
+    def _authorise(self, peer: PeerCredentials) -> None:
+        policy = self.server.policy
+        if policy.door_uid is None:
+            if not is_permitted(peer, policy.allowed_gid):
+                raise PermissionDenied(
+                    f"permission denied: uid {peer.uid} may not use homecloud; run as root or "
+                    f"join the '{policy.group_name}' group")
+            return
+        user = self.headers.get(REMOTE_USER_HEADER, "")
+        if peer.uid not in (0, policy.door_uid) or not user:
+            raise PermissionDenied(f"permission denied for uid {peer.uid}: only the front door "
+                                   "may use this socket, naming the admin it authenticated")
+        log.info("%s %s by %s through the front door", self.command, self.path, user)
 
     def _send_error(self, exc: HomecloudError) -> None:
         # An unread body would be taken for the next request on a kept-alive connection.

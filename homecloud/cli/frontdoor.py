@@ -116,7 +116,11 @@ def set_password(args: argparse.Namespace) -> int:
 
 
 def new_token(args: argparse.Namespace) -> int:
-    print(api().call("POST", _user_path(args.name, "/tokens"))["token"])
+    reply = api().call("POST", _user_path(args.name, "/tokens"))
+    print(reply["token"])
+    # On stderr: scripts read the token alone from stdout.
+    print(f"the front door's certificate: --fingerprint {reply['fingerprint']}",
+          file=sys.stderr)
     return 0
 
 
@@ -133,7 +137,7 @@ def list_routes(args: argparse.Namespace) -> int:
     if args.json:
         print_json(routes)
         return 0
-    print_table([[r["name"], f"{r['instance']}:{r['port']}", r["address"] or "-",
+    print_table([[r["name"], r["target"], r["address"] or "-",
                   "public" if r["public"] else (r["group"] or "any user")] for r in routes],
                 ["ROUTE", "TO", "ADDRESS", "WHO"])
     return 0

@@ -32,6 +32,9 @@ def register(commands: Any) -> None:
     build.add_argument("--vm", action="store_true",
                        help="make an image that boots as a VM (debian; default name: "
                        "RECIPE-vm)")
+    build.add_argument("--machine", action="store_true",
+                       help="make an image that homecloud installs on bare machines (debian; "
+                       "default name: RECIPE-machine; see `hc machine add`)")
     build.add_argument("--cloud-init", action="store_true",
                        help="with --vm: install cloud-init in the guest")
     build.add_argument("--json", action="store_true", help="print the new image as JSON")
@@ -70,11 +73,13 @@ def _done(args: argparse.Namespace, verb: str, image: dict[str, Any]) -> int:
 
 def build_image(args: argparse.Namespace) -> int:
     # `--name ""` is a (bad) name the agent refuses, not a request for the default.
-    default = args.recipe + "-vm" if args.vm else args.recipe
-    name = default if args.name is None else args.name
+    suffix = "-machine" if args.machine else "-vm" if args.vm else ""
+    name = args.recipe + suffix if args.name is None else args.name
     body = {"recipe": args.recipe, "name": name, "release": args.release, "mirror": args.mirror}
     if args.vm or args.cloud_init:  # older agents know neither field
         body.update(vm=args.vm, cloud_init=args.cloud_init)
+    if args.machine:
+        body["machine"] = True
     stream = api().stream("POST", "/v1/images/build", body)
     image = follow(stream, f"building {body['name']}", show=show_progress(args))
     return _done(args, "built", image)
@@ -88,9 +93,10 @@ def import_image(args: argparse.Namespace) -> int:
 
 
 def boots_as(image: dict[str, Any]) -> str:
-    """"container", or "vm:microvm,q35" (the machine types): what `hc run` makes of it."""
+    """"container", "container,machine" (also installs on a bare machine), or "vm:microvm,q35"
+    (the machine types): what `hc run` and `hc machine add` make of it."""
     if not image.get("vm"):
-        return "container"
+        return "container,machine" if image.get("bare_metal") else "container"
     return "vm:" + ",".join(image.get("machines") or ())
 
 

@@ -62,6 +62,9 @@ def register(commands: Any) -> None:
     vm.add_argument("--ssh-key", action="append", default=[], metavar="FILE",
                     help="a public key file for root's authorized_keys (repeatable)")
     vm.add_argument("--user-data", metavar="FILE", help="cloud-init user-data for the guest")
+    run.add_argument("--idle", metavar="DURATION",
+                     help="sleep after DURATION (e.g. 30s, 10m, 2h) with no connection open; "
+                     "a connection to it (its address, -p ports, routes) wakes it")
     run.add_argument("--restart", choices=("no", "always"), default="no",
                      help="start again after a crash and after the host reboots (default: no)")
     run.add_argument("-d", "--detach", action="store_true",
@@ -93,7 +96,8 @@ def register(commands: Any) -> None:
                                 help="seconds to wait for a clean poweroff before killing")
         parser.set_defaults(run=lifecycle, action=action)
 
-    rm = commands.add_parser("rm", help="remove instances (their files are gone for good)")
+    rm = commands.add_parser("rm", help="remove instances (their files and snapshots are "
+                             "gone for good)")
     rm.add_argument("-f", "--force", action="store_true", help="stop running instances first")
     rm.add_argument("name", nargs="+")
     rm.set_defaults(run=remove_instances)
@@ -109,9 +113,17 @@ def register(commands: Any) -> None:
     shell.add_argument("name")
     shell.set_defaults(run=open_shell)
 
-    console = commands.add_parser("console", help="attach this terminal to a VM's console")
+    console = commands.add_parser(
+        "console", help="a link to an instance's screen or terminal in the browser",
+        description="Print a single-use link (valid 60 s) to NAME's console in the browser, "
+        "through the front door: a VM's screen, or a terminal (a container's shell, a "
+        "microVM's serial console). With --text, attach this terminal to the text console.")
     console.add_argument("--text", action="store_true",
                          help="the text (serial) console in this terminal; Ctrl-] detaches")
+    console.add_argument("--open", action="store_true",
+                         help="open the link in this machine's browser, when it has one")
+    console.add_argument("--user", help="the front-door user the link is for (default: the "
+                         "user running hc, as in `hc user ls`)")
     console.add_argument("name")
     console.set_defaults(run=open_console)
 
@@ -170,8 +182,14 @@ def run_instance(args: argparse.Namespace) -> int:
         "disk": args.disk, "cdrom": os.path.abspath(args.cdrom) if args.cdrom else None,
         "ssh_keys": [read_text_file(path, "--ssh-key") for path in args.ssh_key],
         "user_data": read_text_file(args.user_data, "--user-data") if args.user_data else None,
+        "idle": args.idle,
     }
     attach = bool(command) and not args.detach
+    if args.idle and args.rm:
+        from homecloud.errors import UserError
+
+        raise UserError("--idle and --rm do not go together: --rm removes an instance when "
+                        "its command ends; an idle one sleeps, to be woken again")
     if args.rm and not attach:
         from homecloud.errors import UserError
 
@@ -213,11 +231,13 @@ def list_instances(args: argparse.Namespace) -> int:
         state = i["state"]
         if i.get("exit_status") is not None and state in ("exited", "failed"):
             state += f" ({i['exit_status']})"
-        rows.append([i["name"], state, i["image"], ago(i["created"]),
+        # A kind made from no image (a lambda) shows its kind there.
+        rows.append([i["name"], state, i["image"] or f"({i['kind']})", ago(i["created"]),
                      f"{i['cpus']:g}" if i.get("cpus") else "-",
                      format_size(i["memory"]) if i.get("memory") else "-",
                      i.get("ipv4") or ("none" if i.get("network") == "none" else "-"),
-                     " ".join(i["command"])[:40] if i.get("command") else "(boot)"])
+                     " ".join(i["command"])[:40] if i.get("command")
+                     else "(boot)" if i["image"] else "-"])
     print_table(rows, ["NAME", "STATE", "IMAGE", "CREATED", "CPUS", "MEMORY", "IPV4",
                        "COMMAND"])
     return 0
@@ -271,6 +291,14 @@ def open_shell(args: argparse.Namespace) -> int:
             and "login" in info.get("capabilities", []) and info.get("state") == "running"):
         # A real login session with its own terminal, through the guest's systemd.
         os.execv(machinectl, [machinectl, "shell", f"root@{args.name}"])
+    if sys.stdin.isatty() and "login" not in info.get("capabilities", []):
+        # A command through a VM's guest agent gets pipes, not a terminal: an interactive
+        # shell there would print no prompt and hang on line editing.
+        from homecloud.errors import UserError
+
+        raise UserError(f"hc shell cannot give {args.name} a terminal: use its serial console, "
+                        f"`hc console {args.name} --text`, or ssh (or pipe a script: "
+                        f"`hc shell {args.name} < script`)")
     return _exec(args.name, ["/bin/sh", "-c",
                              "if command -v bash >/dev/null; then exec bash -l; fi; exec sh -l"])
 
@@ -279,10 +307,28 @@ def open_console(args: argparse.Namespace) -> int:
     from homecloud.errors import UserError
 
     if not args.text:
-        raise UserError("the browser console is not available from `hc console`: use "
-                        f"`hc console {args.name} --text` for the text console")
+        return browser_console(args)
+    if args.open:
+        raise UserError("--open is for the browser console: drop --text or --open")
     result = api().call("POST", _path(args.name, "console"), fds=_stdio())
     return int(result["exit_status"])
+
+
+def browser_console(args: argparse.Namespace) -> int:
+    import getpass
+
+    user = args.user or os.environ.get("SUDO_USER") or getpass.getuser()
+    link = api().call("POST", "/v1/consoles", {"instance": args.name, "user": user})
+    print(link["url"], flush=True)
+    print(f"single use, for {link['user']}, within 60 s", file=sys.stderr)
+    if args.open:
+        import webbrowser
+
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) \
+                or not webbrowser.open(link["url"]):
+            print("no browser here: open the link above on a machine that has one",
+                  file=sys.stderr)
+    return 0
 
 
 def show_logs(args: argparse.Namespace) -> int:

@@ -11,13 +11,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from homecloud.cli.client import ApiClient
+    from homecloud.client.api import ApiClient
 
 
 def api(timeout: float | None = None) -> ApiClient:
     """A client of the agent (the socket from $HC_SOCKET or the default); ``timeout``: seconds
     each read may wait (None: no limit)."""
-    from homecloud.cli.client import ApiClient
+    from homecloud.client.api import ApiClient
 
     return ApiClient(timeout=timeout)
 

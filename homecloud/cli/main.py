@@ -22,8 +22,11 @@ COMMAND_MODULES = {
                      "shell", "console", "logs"), "instances"),
     "image": "images", "pool": "pool", "network": "network", "dns": "network",
     "doctor": "doctor", "user": "frontdoor", "route": "frontdoor",
+    "snapshot": "snapshots", "policy": "snapshots", "peer": "snapshots", "lambda": "lambdas",
+    "machine": "machines", "provision": "machines",
 }
-MODULES = ("instances", "images", "pool", "network", "frontdoor", "doctor")  # --help's order
+MODULES = ("instances", "images", "pool", "network", "frontdoor", "lambdas", "snapshots",
+           "machines", "doctor")  # --help's order
 
 EPILOG = """\
 examples:
@@ -41,7 +44,12 @@ examples:
 
 exit codes: 0 ok, 1 user error, 2 usage, 3 the host lacks something.
 The agent listens on /run/homecloud/hc.sock (override with $HC_SOCKET).
+Another host, through its front door: hc --host https://HOST --token TOKEN
+[--fingerprint SHA256 | --ca FILE] COMMAND ... (or $HC_HOST, $HC_TOKEN, $HC_FINGERPRINT, $HC_CA).
 """
+# Options before the command word that take a value (to find the command word).
+GLOBAL_OPTIONS = {"--host": "HC_HOST", "--token": "HC_TOKEN", "--fingerprint": "HC_FINGERPRINT",
+                  "--ca": "HC_CA"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,13 +65,33 @@ def build_parser(words: Sequence[str] = ()) -> argparse.ArgumentParser:
                      "host, fast.", epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"hc {__version__}")
+    remote = parser.add_argument_group("another host, through its front door")
+    remote.add_argument("--host", metavar="URL", help="https://HOST[:PORT] ($HC_HOST)")
+    remote.add_argument("--token", help="an admin's bearer token ($HC_TOKEN)")
+    remote.add_argument("--fingerprint", metavar="SHA256", help="trust the door's certificate "
+                        "with this SHA-256 fingerprint, which `hc user token` prints "
+                        "($HC_FINGERPRINT)")
+    remote.add_argument("--ca", metavar="FILE", help="trust certificates signed by FILE "
+                        "($HC_CA; default: the system's)")
     commands = parser.add_subparsers(dest="area", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    first = next((word for word in words if not word.startswith("-")), None)
+    first = _command_word(words)
     wanted = (COMMAND_MODULES[first],) if first in COMMAND_MODULES else MODULES
     for name in wanted:
         importlib.import_module(f"homecloud.cli.{name}").register(commands)
     return parser
+
+
+def _command_word(words: Sequence[str]) -> str | None:
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in GLOBAL_OPTIONS:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, "command_name"):
             parser.error(f"`hc {args.area}` takes no command after `--`")
         args.command = command
+    import os
+
+    # The client reads where to go from the environment, as it does $HC_SOCKET.
+    for option, variable in GLOBAL_OPTIONS.items():
+        value = getattr(args, option.removeprefix("--"))
+        if value is not None:
+            os.environ[variable] = value
     return exit_status("hc", lambda: args.run(args))
 
 

@@ -91,8 +91,9 @@ class _Reader:
 
 
 def send_request(sock: socket.socket, method: str, path: str, body: bytes | None,
-                 fds: tuple[int, ...] = ()) -> Reply:
-    head = [f"{method} {path} HTTP/1.1", "Host: hcd", "Connection: close"]
+                 fds: tuple[int, ...] = (), host: str = "hcd",
+                 headers: tuple[str, ...] = ()) -> Reply:
+    head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close", *headers]
     if body is not None:
         head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     data = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
@@ -110,8 +111,8 @@ def send_request(sock: socket.socket, method: str, path: str, body: bytes | None
     parts = status_line.split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise ProtocolError(f"bad status line {status_line!r}")
-    headers: dict[str, str] = {}
+    received: dict[str, str] = {}
     while line := reader.line():
         key, _, value = line.decode("latin-1").partition(":")
-        headers[key.strip().lower()] = value.strip()
-    return Reply(int(parts[1]), headers, reader)
+        received[key.strip().lower()] = value.strip()
+    return Reply(int(parts[1]), received, reader)

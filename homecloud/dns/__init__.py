@@ -5,4 +5,6 @@ I/O: the sockets (server.py), asking other servers (upstream.py), and the entry 
 agent writes its configuration file (config.py) and signals it."""
 
 # Its name follows the hc-NAME.service of instances: no instance may be called "dns".
-DNS_UNIT = "hc-dns.service"
+from homecloud.ownunits import DNS_UNIT
+
+__all__ = ["DNS_UNIT"]

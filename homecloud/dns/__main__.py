@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -23,16 +22,9 @@ from homecloud.dns.server import DnsServer
 from homecloud.dns.upstream import system_upstreams
 from homecloud.dns.zone import ZoneDescription, build_zones
 from homecloud.errors import HomecloudError, exit_status
+from homecloud.systemd.activation import notify
 
 log = logging.getLogger("homecloud.dns")
-
-
-def _notify(**states: object) -> None:
-    """sd_notify, when systemd started us."""
-    with contextlib.suppress(ImportError):
-        import pystemd.daemon
-
-        pystemd.daemon.notify(False, **states)
 
 
 class Service:
@@ -63,7 +55,7 @@ class Service:
                  ", ".join(f"{a}:{p}" for a, p in upstreams) or "nobody")
 
     async def reload(self) -> None:
-        _notify(reloading=1)
+        notify(reloading=1)
         try:
             config = self.read()
             if config is not None:
@@ -72,7 +64,7 @@ class Service:
             log.error("not reloaded, still serving the previous configuration: %s",
                       exc.message)
         finally:
-            _notify(ready=1)
+            notify(ready=1)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -83,9 +75,9 @@ class Service:
         config = self.read()
         if config is not None:
             await self.apply(config)
-        _notify(ready=1, status=f"serving on {len(self.server.endpoints)} endpoints")
+        notify(ready=1, status=f"serving on {len(self.server.endpoints)} endpoints")
         await stop.wait()
-        _notify(stopping=1)
+        notify(stopping=1)
         await self.server.close()
 
 

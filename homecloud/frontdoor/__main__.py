@@ -9,32 +9,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
-import socket
 import sys
-from pathlib import Path
 
 from homecloud.config import load_config
 from homecloud.errors import exit_status
 from homecloud.frontdoor import AUTH_SOCKET
 from homecloud.state.store import Store
-
-SD_LISTEN_FDS_START = 3
-
-
-def _listener(path: str | None) -> socket.socket:
-    """The socket systemd passed (LISTEN_FDS), or one bound at ``path``."""
-    if path is None and os.environ.get("LISTEN_PID") == str(os.getpid()):
-        return socket.socket(fileno=SD_LISTEN_FDS_START)
-    target = path or AUTH_SOCKET
-    Path(target).unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(target)
-    os.chmod(target, 0o660)
-    sock.listen(128)
-    return sock
+from homecloud.systemd.activation import listener, notify
 
 
 def serve(socket_path: str | None) -> None:
@@ -46,11 +28,8 @@ def serve(socket_path: str | None) -> None:
     config = load_config()
     store = Store(config.database_path)
     accounts = StoredAccounts(FrontdoorRecords(store), BanPolicy.from_config(config.frontdoor))
-    server = AuthServer(_listener(socket_path), accounts, config.frontdoor.session)
-    with contextlib.suppress(ImportError):
-        import pystemd.daemon
-
-        pystemd.daemon.notify(False, ready=1)
+    server = AuthServer(listener(socket_path, AUTH_SOCKET), accounts, config.frontdoor.session)
+    notify(ready=1)
     server.serve_forever()
 
 

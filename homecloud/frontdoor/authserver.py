@@ -133,7 +133,9 @@ class AuthHandler(http.server.BaseHTTPRequestHandler):
             self._send(Answer(204), {"X-HC-User": decision.user or ""})
             return
         status = 403 if decision.deny in ("forbidden", BANNED) else 401
-        headers = {"X-HC-Deny": decision.deny or ""}
+        # nginx keeps a banned address's refusal (its ban cache) and stops asking for a while.
+        headers = {"X-HC-Deny": decision.deny or "",
+                   "X-Accel-Expires": str(decision.keep_seconds)}
         if decision.retry_after:
             headers["Retry-After"] = str(decision.retry_after)
         self._send(Answer(status), headers)

@@ -19,7 +19,14 @@ LOGIN = "login"  # no credentials: browsers go to the login page, scripts get 40
 BAD_CREDENTIALS = "credentials"  # wrong password or unknown token: 401
 FORBIDDEN = "forbidden"  # logged in, not in the route's group: 403
 BANNED = "banned"  # too many failed logins: 429
+# The one place under OWN_PREFIX a login returns to: a console's page (homecloud/consoles).
+CONSOLE_PAGES = f"{OWN_PREFIX}console/"
 REALM = 'Basic realm="homecloud", charset="UTF-8"'
+# A banned client's answer; nginx gives it too (nginx_conf.py), with its own seconds.
+BANNED_MESSAGE = "too many failed logins: try again in {} s\n"
+# How long nginx may keep a banned address's answer and give it without asking again: bounds
+# how stale its Retry-After gets and how long a lifted ban still answers 429.
+KEEP_BAN_ANSWER = 10
 
 
 class Accounts(Protocol):
@@ -51,10 +58,18 @@ class Decision:
     user: str | None = None  # allowed as this user
     deny: str | None = None  # else why not
     retry_after: int = 0  # for BANNED: seconds until the ban ends
+    # For BANNED: the client's address itself is banned, so every request from it gets this
+    # answer until the ban ends, whatever it sends.
+    whole_address: bool = False
 
     @property
     def allowed(self) -> bool:
         return self.deny is None
+
+    @property
+    def keep_seconds(self) -> int:
+        """How long nginx may answer the same address with this decision without asking."""
+        return min(self.retry_after, KEEP_BAN_ANSWER) if self.whole_address else 0
 
 
 def parse_authorization(header: str) -> tuple[str, str, str] | None:
@@ -74,8 +89,9 @@ def parse_authorization(header: str) -> tuple[str, str, str] | None:
     return None
 
 
-def _banned(retry_at: float, now: float) -> Decision:
-    return Decision(deny=BANNED, retry_after=max(1, int(retry_at - now + 0.999)))
+def _banned(retry_at: float, now: float, whole_address: bool = False) -> Decision:
+    return Decision(deny=BANNED, retry_after=max(1, int(retry_at - now + 0.999)),
+                    whole_address=whole_address)
 
 
 def decide(query: AuthQuery, accounts: Accounts, now: float) -> Decision:
@@ -84,7 +100,7 @@ def decide(query: AuthQuery, accounts: Accounts, now: float) -> Decision:
     or expired) is the same as none."""
     until = accounts.banned(query.address, None, now)
     if until is not None:
-        return _banned(until, now)
+        return _banned(until, now, whole_address=True)
     user: str | None = None
     if query.authorization:
         credentials = parse_authorization(query.authorization)
@@ -131,7 +147,8 @@ class Answer:
 def safe_next(target: str | None) -> str:
     """Where to go after logging in: a path on the same site only (never another site)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
-            or any(ord(c) < 0x21 for c in target) or target.startswith(OWN_PREFIX):
+            or any(ord(c) < 0x21 for c in target) or (target.startswith(OWN_PREFIX)
+                                                       and not target.startswith(CONSOLE_PAGES)):
         return "/"
     return target
 
@@ -141,7 +158,7 @@ def refusal(deny: str, uri: str, accept: str, retry_after: int = 0) -> Answer:
     back to ``uri``; scripts get 401 with a Basic challenge; 403 and 429 say why."""
     if deny == BANNED:
         return Answer(429, {"Retry-After": str(retry_after)},
-                      f"too many failed logins: try again in {retry_after} s\n")
+                      BANNED_MESSAGE.format(retry_after))
     if deny == FORBIDDEN:
         return Answer(403, {}, "you are logged in, but not in the group this route is for\n")
     if deny == LOGIN and "text/html" in accept:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from homecloud.config import Config
 from homecloud.errors import HostError
-from homecloud.frontdoor import DOOR_UNIT, OWN_PREFIX, RUN_DIR
+from homecloud.frontdoor import DOOR_UNIT, OWN_PREFIX, RUN_DIR, workers
 from homecloud.frontdoor.nginx_conf import GENERATION, DoorFiles, render
 from homecloud.frontdoor.routing import Route
 from homecloud.frontdoor.tls import tls_files
@@ -26,6 +26,25 @@ from homecloud.tools import run_tool
 NGINX = "/usr/sbin/nginx"
 CHECK_TIMEOUT = 30.0
 RELOAD_WAIT = 10.0
+
+
+def door_user_id() -> int | None:
+    """The uid nginx's workers run as (the only peer, with root, of the agent's door socket)."""
+    import pwd
+
+    try:
+        return pwd.getpwnam(DoorFiles.user).pw_uid
+    except KeyError:
+        return None
+
+
+def certificate_fingerprint(config: Config) -> str:
+    """The SHA-256 digest of the door's certificate (DER), colon-separated hex."""
+    import ssl
+
+    certificate, _ = tls_files(config.frontdoor, door_dir(config))
+    der = ssl.PEM_cert_to_DER_cert(certificate.read_text())
+    return hashlib.sha256(der).digest().hex(":").upper()
 
 
 def door_dir(config: Config) -> Path:
@@ -105,17 +124,30 @@ def serving(port: int) -> str | None:
     return body.decode(errors="replace").strip() if head.startswith(b"HTTP/1.1 200") else None
 
 
+def _master_pid() -> int | None:
+    try:
+        return int((Path(RUN_DIR) / "nginx.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def reload(systemd: Systemd, config: Config, generation: str) -> None:
     """Tell the running door to load the new configuration (or start it), and return once it
-    serves with it: the route the user just added answers when `hc route add` returns."""
+    serves with it on every port: the route the user just added answers when `hc route add`
+    returns. New workers answering is not enough: until the old ones close their listening
+    sockets, they may take a new connection (on 443 as well as 80) with the old routes."""
+    master = _master_pid()
+    old = workers.children(master) if master is not None else set()
     if not systemd.signal_unit(DOOR_UNIT, signal.SIGHUP):
+        old = set()
         try:
             systemd.start_unit(DOOR_UNIT)
         except Exception as exc:  # the routes are saved; the door comes up with them later
             raise HostError(f"{DOOR_UNIT} did not start: {exc}; see `journalctl -u "
                             f"{DOOR_UNIT}`") from None
     deadline = time.monotonic() + RELOAD_WAIT
-    while serving(config.frontdoor.http) != generation:
+    while serving(config.frontdoor.http) != generation or (
+            master is not None and workers.accepting(old, master)):
         if time.monotonic() > deadline:
             raise HostError(f"the front door did not take its new configuration within "
                             f"{RELOAD_WAIT:g} s; see `journalctl -u {DOOR_UNIT}`")

@@ -13,10 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from homecloud.config import FrontdoorConfig
-from homecloud.frontdoor import AUTH_SOCKET, OWN_PREFIX, RUN_DIR, SESSION_COOKIE
+from homecloud.frontdoor import (
+    ADMIN_GROUP,
+    API_PREFIX,
+    API_SOCKET,
+    AUTH_SOCKET,
+    OWN_PREFIX,
+    REMOTE_USER_HEADER,
+    ROUTE_HEADER,
+    RUN_DIR,
+    SESSION_COOKIE,
+    lambda_socket,
+)
+from homecloud.frontdoor import console_paths as consoles
+from homecloud.frontdoor.decisions import BANNED, BANNED_MESSAGE
 from homecloud.frontdoor.routing import Route
 
 GENERATION = "@GENERATION@"  # replaced by a digest of the rest of the configuration
+LOGIN_RATE = "2r/s"  # login requests per client address, after a burst of LOGIN_BURST
+LOGIN_BURST = 20
 
 
 @dataclass(frozen=True)
@@ -34,9 +49,15 @@ def _listen(port: int, files: DoorFiles, extra: str = "") -> str:
     return "\n".join(lines)
 
 
+_BANNED_ANSWER = BANNED_MESSAGE.format("$hc_retry_after").replace("\n", "\\n")
+# A banned address's refusal is kept (X-Accel-Expires from the auth endpoint, the only
+# answers kept) and given by nginx itself, so a flood from it costs no call to the endpoint.
 _OWN_LOCATIONS = f"""\
         location ^~ {OWN_PREFIX}auth/ {{
             internal;
+            proxy_cache hc_bans;
+            proxy_cache_key $remote_addr;
+            proxy_ignore_headers Cache-Control Expires;
             proxy_pass http://hc_auth;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
@@ -46,12 +67,28 @@ _OWN_LOCATIONS = f"""\
         }}
         location = {OWN_PREFIX}denied {{
             internal;
+            default_type "text/plain; charset=utf-8";
+            if ($hc_deny = {BANNED}) {{
+                add_header Retry-After $hc_retry_after always;
+                add_header Cache-Control no-store always;
+                return 429 "{_BANNED_ANSWER}";
+            }}
             proxy_pass http://hc_auth;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-HC-Deny $hc_deny;
             proxy_set_header X-HC-Retry-After $hc_retry_after;
             proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header Host $host;
+        }}
+        # The login form, first wall against password guessing: a few tries a second per
+        # address, the rest answered 429 here.
+        location = {OWN_PREFIX}login {{
+            limit_req zone=hc_logins burst={LOGIN_BURST} nodelay;
+            limit_req_status 429;
+            client_max_body_size 16k;
+            proxy_pass http://hc_auth;
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header Host $host;
         }}
@@ -64,6 +101,113 @@ _OWN_LOCATIONS = f"""\
 """
 
 
+# homecloud's own services behind the door, each in its own block (the agent's API for
+# admins; browser consoles). Empty until the service exists.
+_API_LOCATIONS = f"""\
+        # The agent's API for admins (remote `hc --host`): the auth endpoint names the admin,
+        # the agent's door socket trusts that name (agent/server.py). Streams (progress,
+        # `hc logs -f`) pass unbuffered and may stay open for long.
+        location ^~ {API_PREFIX} {{
+            auth_request {OWN_PREFIX}auth/group/{ADMIN_GROUP};
+            error_page 401 403 = {OWN_PREFIX}denied;
+            proxy_pass http://unix:{API_SOCKET}:/;
+            proxy_http_version 1.1;
+            proxy_buffering off;
+            proxy_read_timeout 1d;
+            proxy_set_header Host hcd;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "";
+            proxy_set_header Cookie "";
+            proxy_set_header {REMOTE_USER_HEADER} $hc_user;
+            # Snapshot streams (hc snapshot send): a body of any size, passed on as it comes
+            # (the agent checks its digest); admins only, as above.
+            location ~ ^{API_PREFIX}v1/replicas/[^/]+/receive$ {{
+                client_max_body_size 0;
+                client_body_buffer_size 1m;
+                proxy_request_buffering off;
+                proxy_http_version 1.1;
+                rewrite ^{API_PREFIX.rstrip("/")}(/.*)$ $1 break;
+                proxy_pass http://unix:{API_SOCKET}:;
+            }}
+        }}
+"""
+# Browser consoles (homecloud/consoles): the page for logged-in users (a login that was
+# missing comes back here with the token, which only the page's fragment holds), its static
+# files, and the websocket to hc-console's socket, kept open as long as the console is.
+# Browsers run module scripts (noVNC) only when served as JavaScript.
+_CONSOLE_TYPES = """
+            types {
+                text/javascript js mjs;
+                text/css css;
+                text/html html;
+                image/svg+xml svg;
+                image/png png;
+                application/json json;
+            }"""
+_CONSOLE_LOCATIONS = f"""\
+        location ^~ {consoles.PAGE_PREFIX} {{
+            auth_request {OWN_PREFIX}auth/user;
+            error_page 401 = @hc_console_login;
+            error_page 403 = {OWN_PREFIX}denied;
+            root {consoles.PAGE_DIR};
+            rewrite ^ /console.html break;
+            default_type text/html;
+            add_header Cache-Control no-store;
+        }}
+        location @hc_console_login {{
+            default_type text/html;
+            return 401 '{consoles.LOGIN_REDIRECT}';
+        }}
+        location ^~ {consoles.PAGE_ASSETS_PREFIX} {{
+            alias {consoles.PAGE_DIR}/;{_CONSOLE_TYPES}
+        }}
+        location ^~ {consoles.NOVNC_PREFIX} {{
+            alias {consoles.NOVNC_DIR}/;{_CONSOLE_TYPES}
+        }}
+        location ^~ {consoles.XTERM_PREFIX} {{
+            alias {consoles.XTERM_DIR}/;{_CONSOLE_TYPES}
+        }}
+        location ^~ {consoles.SOCKET_PREFIX} {{
+            auth_request {OWN_PREFIX}auth/user;
+            error_page 401 403 = {OWN_PREFIX}denied;
+            proxy_pass http://unix:{consoles.PROXY_SOCKET}:;
+            proxy_http_version 1.1;
+            proxy_buffering off;
+            proxy_read_timeout 1d;
+            proxy_send_timeout 1d;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $hc_connection;
+            proxy_set_header Authorization "";
+            proxy_set_header Cookie "";
+            proxy_set_header X-Remote-User $hc_user;
+            proxy_set_header X-Real-IP $remote_addr;
+        }}
+"""
+
+
+# Where nginx's own 502 for a lambda (nothing listens on its socket: it is stopped) goes.
+_LAMBDA_DOWN = "@hc_lambda_down"
+_LAMBDA_DOWN_LOCATION = f"""\
+        location {_LAMBDA_DOWN} {{
+            default_type text/plain;
+            return 503
+                "lambda $hc_lambda is stopped: start it with `hc start $hc_lambda`\\n";
+        }}"""
+
+
+def _lambda_proxy(route: Route) -> list[str]:
+    """To the lambda's own socket, naming the route (set here, so a client cannot choose
+    it). The lambda bounds each request's time itself; its own 502s pass through."""
+    return [f"set $hc_lambda {route.lambda_name};",
+            f"error_page 502 = {_LAMBDA_DOWN};",
+            f"proxy_pass http://unix:{lambda_socket(str(route.lambda_name))}:;",
+            f'proxy_set_header {ROUTE_HEADER} "{route.path}";',
+            "proxy_set_header Host $host;",
+            "proxy_set_header X-Real-IP $remote_addr;",
+            "proxy_read_timeout 3700s;",
+            "proxy_request_buffering on;"]
+
+
 def _route_block(route: Route) -> str:
     lines = []
     if not route.public:
@@ -73,7 +217,9 @@ def _route_block(route: Route) -> str:
                   'proxy_set_header Authorization "";',
                   "proxy_set_header Cookie $hc_backend_cookie;",
                   "proxy_set_header X-Remote-User $hc_user;"]
-    if route.address is None:
+    if route.lambda_name is not None:
+        lines += _lambda_proxy(route)
+    elif route.address is None:
         lines.append(f'return 502 "instance {route.instance} has no address: is it on the '
                      'network?\\n";')
     else:
@@ -96,6 +242,8 @@ def _locations(routes: Sequence[Route]) -> str:
         # "/app" serves /app itself and what is under /app/, not /apple.
         matches = ["/"] if route.path == "/" else [f"= {route.path}", f"{route.path}/"]
         out += [f"        location {match} {{\n{body}\n        }}" for match in matches]
+    if any(route.lambda_name is not None for route in routes):
+        out.append(_LAMBDA_DOWN_LOCATION)
     if not any(route.path == "/" for route in routes):
         out.append('        location / {\n            return 404 "no route here\\n";\n'
                    "        }")
@@ -113,7 +261,7 @@ def _https_server(config: FrontdoorConfig, files: DoorFiles, name: str,
         ssl_certificate_key {files.key};
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:hc_tls:1m;
-{_OWN_LOCATIONS}{_locations(routes)}
+{_OWN_LOCATIONS}{_API_LOCATIONS}{_CONSOLE_LOCATIONS}{_locations(routes)}
     }}
 """
 
@@ -157,6 +305,9 @@ http {{
     limit_conn_zone $binary_remote_addr zone=hc_per_client:4m;
     limit_conn hc_per_client {config.per_client};
     limit_conn_status 429;
+    limit_req_zone $binary_remote_addr zone=hc_logins:4m rate={LOGIN_RATE};
+    proxy_cache_path {RUN_DIR}/bans levels=1 keys_zone=hc_bans:4m max_size=64m inactive=1m
+                     use_temp_path=off;
 
     # What the auth endpoint said (auth_request keeps them across the refusal's redirect).
     auth_request_set $hc_user $upstream_http_x_hc_user;

@@ -38,8 +38,9 @@ def dummy_hash() -> str:
 
 
 def new_secret() -> str:
-    """A session id or token: 256 random bits."""
-    return secrets.token_urlsafe(32)
+    """A session id or token: 256 random bits. Prefixed, so that a token never starts with '-'
+    (`hc --token -x...` would read it as an option) and is recognisable when pasted."""
+    return f"hc_{secrets.token_urlsafe(32)}"
 
 
 def digest(secret: str) -> str:

@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS frontdoor_bans (
     key         TEXT PRIMARY KEY,
     until       REAL NOT NULL
 );
-""",))
+""", """
+ALTER TABLE frontdoor_routes ADD COLUMN lambda TEXT;
+"""))
 
 
 class FrontdoorRecords:
@@ -167,21 +169,22 @@ class FrontdoorRecords:
 
     def routes(self) -> list[Route]:
         return [Route(row["host"], row["path"], row["instance"], int(row["port"]), row["grp"],
-                      bool(row["public"]), row["address"])
+                      bool(row["public"]), row["address"], row["lambda"])
                 for row in self.store.query("SELECT * FROM frontdoor_routes "
                                             "ORDER BY host, path")]
 
     def add_route(self, route: Route) -> None:
         with self.store.transaction() as db:
-            existing = [Route(r[0], r[1], r[2], 0) for r in db.execute(
-                "SELECT host, path, instance FROM frontdoor_routes").fetchall()]
+            existing = [Route(r[0], r[1], r[2], r[3], lambda_name=r[4]) for r in db.execute(
+                "SELECT host, path, instance, port, lambda FROM frontdoor_routes").fetchall()]
             taken = clash(route, existing)
             if taken is not None:
-                raise Conflict(f"route {route.name} exists (to {taken.instance}); remove it "
+                where = f"lambda {taken.lambda_name}" if taken.lambda_name else taken.instance
+                raise Conflict(f"route {route.name} exists (to {where}); remove it "
                                f"first with `hc route rm {route.name}`")
-            db.execute("INSERT INTO frontdoor_routes VALUES (?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO frontdoor_routes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (route.host, route.path, route.instance, route.port, route.group,
-                        int(route.public), route.address))
+                        int(route.public), route.address, route.lambda_name))
 
     def remove_route(self, host: str, path: str, name: str) -> None:
         if not self.store.execute("DELETE FROM frontdoor_routes WHERE host = ? AND path = ?",

@@ -25,6 +25,12 @@ class Route:
     group: str | None = None
     public: bool = False
     address: str | None = None  # the instance's address when the route was last applied
+    lambda_name: str | None = None  # a route to a lambda (instance "" and port 0 then)
+
+    @property
+    def target(self) -> str:
+        """Where the route leads, as `hc route ls` shows it."""
+        return f"lambda {self.lambda_name}" if self.lambda_name else f"{self.instance}:{self.port}"
 
     @property
     def name(self) -> str:

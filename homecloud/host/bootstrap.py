@@ -36,7 +36,24 @@ DEBIAN_PACKAGES = (
     "libvirt-dev", "e2fsprogs", "fdisk", "dosfstools", "mtools",
     # The front door: Debian's nginx (built with auth_request) and openssl for its certificate.
     "nginx", "openssl",
+    # Lambda benchmarks: wrk for throughput, fcgiwrap for the classic process-per-request setup.
+    "wrk", "fcgiwrap",
+    # Browser tests of the door's pages: Chromium, driven by Playwright from the venv.
+    "chromium",
+    # Consoles in the browser: noVNC's files (served by the door), and websockify, the
+    # yardstick of bench/console_bench.py.
+    "novnc", "python3-websockify",
+    # Postgres tests: psql on the host, to an instance by name.
+    "postgresql-client",
+    # Bare metal: dnsmasq for DHCP/TFTP (the binary only, no machine-wide service) and iPXE's
+    # binaries for plain PXE ROMs (undionly.kpxe for BIOS, ipxe.efi for UEFI).
+    "dnsmasq-base", "ipxe",
+    # The machine installer's initramfs carries these (homecloud/machines/installer/build.py).
+    "extlinux", "jq",
 )
+# Browser terminals: xterm.js from npm (Debian's libjs-xterm ships an unbundled build), kept
+# beside the venv, where homecloud's nginx configuration finds it (homecloud/consoles).
+NPM_PACKAGES = ("@xterm/xterm@5", "@xterm/addon-fit@0")
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 DPKG_STATUS = Path("/var/lib/dpkg/status")
 VENV = Path("/opt/homecloud/venv")
@@ -60,6 +77,9 @@ FIRST_STEPS: tuple[FirstStep, ...] = (
     FirstStep(("hc", "run", "debian", "--name", "hello", "--restart", "always"),
               done_if="hc ls | grep -qw hello"),
     FirstStep(("hc", "start", "hello")),  # a no-op when it runs; after a `down --keep` it did not
+    # A lambda behind the front door: a fresh sandboxed process per request to /greet.
+    FirstStep(("hc", "lambda", "deploy", "greet", str(CHECKOUT / "examples" / "greet.sh"),
+               "--route", "/greet"), done_if="hc lambda ls | grep -qw greet"),
     FirstStep(("hc", "ls")),
 )
 
@@ -187,6 +207,19 @@ def prepare(venv: Path = VENV, checkout: Path = CHECKOUT) -> None:
     ensure_packages()
     ensure_venv(venv)
     ensure_homecloud(venv, checkout)
+    ensure_npm_packages(venv)
+
+
+def ensure_npm_packages(venv: Path = VENV) -> None:
+    prefix = venv / "share" / "homecloud" / "npm"
+    if all((prefix / "node_modules" / name.rsplit("@", 1)[0] / "package.json").exists()
+           for name in NPM_PACKAGES):
+        return
+    if shutil.which("npm") is None:
+        say("npm is missing: browser terminals will lack xterm.js (install nodejs and npm)")
+        return
+    say("installing xterm.js (npm)")
+    run(["npm", "install", "--no-audit", "--no-fund", "--prefix", prefix, *NPM_PACKAGES])
 
 
 # --- helpers shared with hostsetup ---------------------------------------------------------------
@@ -242,8 +275,10 @@ def cmd_up(_args: argparse.Namespace) -> int:
         say("installing the homecloud agent on this host")
         run([bindir / "python", "-m", "homecloud.host.setup"])
         run_first_steps([], env={**os.environ, "PATH": f"{os.environ.get('PATH', '')}:{bindir}"})
-        say("homecloud is up on this host, with a booted container 'hello'. Try:")
-        print("    hc shell hello\n    hc ls\n    hc image ls")
+        say("homecloud is up on this host, with a booted container 'hello' and a lambda "
+            "'greet'. Try:")
+        print("    hc shell hello\n    hc ls\n    hc image ls\n"
+              "    hc user add me --admin && curl -k -u me https://localhost/greet")
         return 0
     say(f"PID 1 is not systemd here: starting the dev host {DEVHOST_NAME!r}")
     link = link_command(Path("/usr/local/bin"), bindir / "hc-devhost")
@@ -254,6 +289,7 @@ def cmd_up(_args: argparse.Namespace) -> int:
     print(f"    {devhost} exec {DEVHOST_NAME} -- hc shell hello   # a shell in the container\n"
           f"    {devhost} exec {DEVHOST_NAME} -- bash      # a shell in it; there, try: hc ls\n"
           f"    {devhost} exec {DEVHOST_NAME} -- hc ls     # or one command from here\n"
+          f"    (in it: hc user add me --admin && curl -k -u me https://localhost/greet)\n"
           f"    {devhost} down {DEVHOST_NAME} --keep       # stop it, keeping its state")
     return 0
 

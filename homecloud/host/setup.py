@@ -20,11 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from homecloud.config import CONFIG_PATH, Config
-from homecloud.dns import DNS_UNIT
 from homecloud.errors import HostError, exit_status
 from homecloud.files import write_if_changed
-from homecloud.frontdoor import AUTH_SOCKET_UNIT, DOOR_UNIT
-from homecloud.frontdoor import UNITS as FRONTDOOR_UNITS
 from homecloud.host.bootstrap import BootstrapError, link_command, systemd_booted
 from homecloud.host.inotify_limits import (
     LIMITS,
@@ -35,11 +32,19 @@ from homecloud.host.inotify_limits import (
     raise_limits,
     read_limits,
 )
+from homecloud.ownunits import (
+    AGENT_UNIT,
+    AUTH_SOCKET_UNIT,
+    CONSOLE_SOCKET_UNIT,
+    DNS_UNIT,
+    DOOR_UNIT,
+    UNITS,
+    WAKE_SOCKET_UNIT,
+)
 from homecloud.resources import shipped_dir
 from homecloud.sizes import format_size, parse_size
 from homecloud.tools import ToolResult, run_tool
 
-UNITS = ("hcd.socket", "hcd.service", DNS_UNIT, *FRONTDOOR_UNITS)
 UNIT_DIR = Path("/etc/systemd/system")
 PATH_DIR = Path("/usr/local/bin")
 PROFILE_SNIPPET = Path("/etc/profile.d/homecloud.sh")
@@ -189,8 +194,14 @@ def setup(layout: Layout, pool_size: str | None = None, group: str = GROUP) -> l
     # agent writes its zone it waits, serving nothing.
     _systemctl("enable", "--now", DNS_UNIT)
     done.append(f"{DNS_UNIT} is enabled and running")
+    # Sleeping (--idle) instances wake on a connection even while the agent is down.
+    _systemctl("enable", "--now", WAKE_SOCKET_UNIT)
+    done.append(f"{WAKE_SOCKET_UNIT} is enabled and listening")
     done.append(start_frontdoor())
-    for unit in ("hcd.service", DNS_UNIT, DOOR_UNIT):
+    # Browser consoles: the proxy starts on the first console opened.
+    _systemctl("enable", "--now", CONSOLE_SOCKET_UNIT)
+    done.append(f"{CONSOLE_SOCKET_UNIT} is enabled and listening")
+    for unit in (AGENT_UNIT, DNS_UNIT, DOOR_UNIT):
         if unit in changed:
             # A running service keeps its old unit until restarted; a stopped one starts on
             # demand. hcd may not be installed yet: that is the agent's problem, not the

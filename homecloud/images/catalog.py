@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from homecloud.errors import Conflict, NotFound
+from homecloud.images.machineimage import machine_image_problem
 from homecloud.images.vmimage import read_vm_image
 from homecloud.names import validate_name
 from homecloud.state.store import Schema, Store
@@ -43,6 +44,7 @@ class ImageInfo:
     path: str
     vm: bool  # boots as a VM (its dataset holds vm.json), not as a container
     machines: list[str]  # the VM machine types it boots as ("microvm", "q35"); [] if not a VM
+    bare_metal: bool = False  # a tree with its own kernel: `hc machine add` can install it
 
 
 def image_dataset(name: str) -> str:
@@ -76,7 +78,8 @@ class ImageCatalog:
         vm = read_vm_image(path)
         return ImageInfo(name=row["name"], dataset=row["dataset"], source=row["source"],
                          created=row["created"], size_bytes=row["size_bytes"], path=str(path),
-                         vm=vm is not None, machines=list(vm.machines) if vm else [])
+                         vm=vm is not None, machines=list(vm.machines) if vm else [],
+                         bare_metal=vm is None and machine_image_problem(row["name"], path) is None)
 
     def list(self) -> list[ImageInfo]:
         rows = self.store.query("SELECT * FROM images ORDER BY name")

@@ -1,7 +1,8 @@
 """The step actions every kind's service set can use; a driver adds its own (drivers/).
 
     record-instance   the row, phase 'creating': claims the name, marks the work half-made
-    fork-dataset      the image's dataset forked copy-on-write (a directory tree or a volume)
+    fork-dataset      the image's dataset forked copy-on-write (a directory tree or a volume),
+                      or, for a clone, the source instance's snapshot
     start-unit        the driver starts the instance's unit (with: {timeout: seconds})
     mark-ready        phase 'ready': from here on a crash leaves a finished instance
     attach-network    on start: the namespace again after a reboot, or, for an instance with
@@ -39,7 +40,11 @@ def common_actions(records: InstanceRecords, driver: InstanceDriver,
 
     class Fork:
         def do(self, ctx: StepContext) -> None:
-            host.pool.fork(image_dataset(ctx.instance.spec.image), ctx.instance.dataset)
+            source = ctx.origin.source_of(ctx.instance.dataset) if ctx.origin else None
+            if source is None:
+                host.pool.fork(image_dataset(ctx.instance.spec.image), ctx.instance.dataset)
+            else:
+                host.pool.fork(source[0], ctx.instance.dataset, snapshot=source[1])
 
         def undo(self, ctx: StepContext) -> None:
             host.pool.destroy(ctx.instance.dataset)
@@ -49,7 +54,7 @@ def common_actions(records: InstanceRecords, driver: InstanceDriver,
             self.timeout = float(timeout) if timeout is not None else host.start_timeout
 
         def do(self, ctx: StepContext) -> None:
-            ctx.status = driver.start_unit(ctx.instance, self.timeout, ctx.stdio)
+            ctx.status = driver.start_unit(ctx.instance_to_start(), self.timeout, ctx.stdio)
 
         def undo(self, ctx: StepContext) -> None:
             host.systemd.discard(ctx.instance.unit)

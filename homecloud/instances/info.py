@@ -18,7 +18,8 @@ class InstanceInfo:
     name: str
     image: str
     kind: str
-    state: str  # creating | starting | running | exited | stopping | stopped | failed | removing
+    # creating | starting | running | exited | stopping | stopped | sleeping | failed | removing
+    state: str
     unit: str
     pid: int | None  # the unit's main PID (systemd-nspawn's for a container)
     started: float | None  # seconds since the epoch
@@ -36,13 +37,16 @@ class InstanceInfo:
     ports: list[str] = field(default_factory=list)  # "8080:80/tcp"
     network: str = "default"  # default | none (loopback only)
     capabilities: list[str] = field(default_factory=list)  # what its kind can do: exec, ...
+    idle: float | None = None  # seconds: it sleeps after that long with no connection open
 
 
-def instance_state(phase: str, unit: UnitSummary | UnitStatus | None) -> str:
+def instance_state(phase: str, unit: UnitSummary | UnitStatus | None,
+                   idle: bool = False) -> str:
+    """``idle``: stopped, it sleeps (a connection wakes it)."""
     if phase != "ready":
         return phase
     if unit is None:
-        return "stopped"
+        return "sleeping" if idle else "stopped"
     active, sub = unit.active_state, unit.sub_state
     if active == "active":
         return "exited" if sub == "exited" else "running"
@@ -52,12 +56,14 @@ def instance_state(phase: str, unit: UnitSummary | UnitStatus | None) -> str:
         return "stopping"
     if active == "failed":
         return "failed"
-    return "stopped"
+    return "sleeping" if idle else "stopped"
 
 
 def describe(instance: Instance, unit: UnitSummary | UnitStatus | None,
              addresses: InstanceAddresses | None,
-             capabilities: frozenset[str] = frozenset()) -> InstanceInfo:
+             capabilities: frozenset[str] = frozenset(), state: str | None = None
+             ) -> InstanceInfo:
+    """``state``: as its driver reads it (default: from ``unit``, its hc-NAME.service)."""
     spec = instance.spec
     status = unit if isinstance(unit, UnitStatus) else None
     running = (unit is not None and unit.active_state in ("active", "deactivating")
@@ -65,7 +71,8 @@ def describe(instance: Instance, unit: UnitSummary | UnitStatus | None,
     started = status.started if status and running else None
     return InstanceInfo(
         name=spec.name, image=spec.image, kind=spec.kind,
-        state=instance_state(instance.phase, unit), unit=instance.unit,
+        state=state or instance_state(instance.phase, unit, spec.idle is not None),
+        unit=instance.unit,
         pid=status.main_pid if status else None, started=started,
         uptime=time.time() - started if started else None,
         cpus=spec.cpus, memory=spec.memory, command=spec.command, restart=spec.restart,
@@ -76,5 +83,5 @@ def describe(instance: Instance, unit: UnitSummary | UnitStatus | None,
         ipv4=str(addresses.ipv4) if addresses else None,
         ipv6=str(addresses.ipv6) if addresses else None,
         ports=[str(p) for p in spec.ports], network=spec.network,
-        capabilities=sorted(capabilities),
+        capabilities=sorted(capabilities), idle=spec.idle,
     )

@@ -7,4 +7,6 @@ from collections.abc import Mapping
 BUILTIN_KINDS: Mapping[str, str] = {
     "container": "homecloud.instances.drivers.container:ContainerDriver",
     "vm": "homecloud.instances.drivers.vm:VmDriver",
+    "machine": "homecloud.instances.drivers.machine:MachineDriver",
+    "lambda": "homecloud.instances.drivers.lambda_:LambdaDriver",
 }

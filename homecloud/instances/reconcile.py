@@ -7,10 +7,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from homecloud.dns import DNS_UNIT
 from homecloud.errors import HomecloudError
-from homecloud.frontdoor import AUTH_UNIT, DOOR_UNIT
+from homecloud.instances.data_volumes import remove_volumes, volume_owners
 from homecloud.instances.records import INSTANCE_PREFIX, Instance, instance_dataset, unit_name
+from homecloud.ownunits import OWN_UNITS
 from homecloud.systemd.transient import UnitSummary
 
 if TYPE_CHECKING:
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # homecloud's own units that match hc-*.service (instance names are reserved for them: spec.py).
-OWN_UNITS = frozenset({DNS_UNIT, DOOR_UNIT, AUTH_UNIT})
 
 
 @dataclass
@@ -55,6 +54,14 @@ def reconcile(manager: InstanceManager) -> ReconcileReport:
             report.removed_datasets.append(name)
         except HomecloudError as exc:
             report.errors.append(f"{name}: {exc}")
+    # Data datasets no instance owns (an instance's own are left alone: remove_parts takes them).
+    for name in sorted(volume_owners(manager.pool) - set(instances)):
+        if unit_name(name) in units:
+            continue
+        try:
+            report.removed_datasets += remove_volumes(manager.pool, name)
+        except HomecloudError as exc:
+            report.errors.append(f"{name}: {exc}")
     for unit in sorted(set(units) - OWN_UNITS):
         name = unit[len("hc-"):-len(".service")]
         if name not in instances:
@@ -85,6 +92,9 @@ def _reconcile_one(manager: InstanceManager, instance: Instance, unit: UnitSumma
     running = unit is not None and unit.active_state in ("active", "activating")
     if running:
         report.adopted.append(instance.name)
-    elif instance.spec.restart == "always":
+        if instance.spec.idle is not None:
+            manager.sleepers.woke()  # watched for idleness again
+    # A sleeping instance stays asleep, restart policy or not: a connection wakes it.
+    elif instance.spec.restart == "always" and instance.spec.idle is None:
         manager.start(instance.name)
         report.restarted.append(instance.name)

@@ -34,6 +34,23 @@ SCHEMA = Schema("instances", (
     ALTER TABLE instances ADD COLUMN phase TEXT NOT NULL DEFAULT 'ready';
     ALTER TABLE instances ADD COLUMN machine_id TEXT NOT NULL DEFAULT '';
     """,
+    # A kind that is made from no image (a lambda, from its code) has none: image may be NULL.
+    # SQLite changes a column's constraint only by copying the table.
+    """
+    CREATE TABLE instances_new (
+        name        TEXT PRIMARY KEY,
+        image       TEXT REFERENCES images(name),  -- NULL: its kind uses no image
+        kind        TEXT NOT NULL,
+        spec        TEXT NOT NULL,       -- JSON of what the user asked for
+        created     REAL NOT NULL,
+        phase       TEXT NOT NULL DEFAULT 'ready',
+        machine_id  TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO instances_new (name, image, kind, spec, created, phase, machine_id)
+        SELECT name, image, kind, spec, created, phase, machine_id FROM instances;
+    DROP TABLE instances;
+    ALTER TABLE instances_new RENAME TO instances;
+    """,
 ))
 
 
@@ -84,7 +101,7 @@ class InstanceRecords:
             self.store.execute(
                 "INSERT INTO instances (name, image, kind, spec, created, phase, machine_id) "
                 "VALUES (?, ?, ?, ?, ?, 'creating', ?)",
-                (spec.name, spec.image, spec.kind, json.dumps(spec.to_json()),
+                (spec.name, spec.image or None, spec.kind, json.dumps(spec.to_json()),
                  instance.created or time.time(), instance.machine_id))
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc) or "PRIMARY" in str(exc):
@@ -98,6 +115,11 @@ class InstanceRecords:
 
     def delete(self, name: str) -> None:
         self.store.execute("DELETE FROM instances WHERE name = ?", (name,))
+
+    def set_spec(self, spec: InstanceSpec) -> None:
+        """What the user asks of an instance changed in place (``hc lambda deploy`` again)."""
+        self.store.execute("UPDATE instances SET spec = ? WHERE name = ?",
+                           (json.dumps(spec.to_json()), spec.name))
 
     def set_phase(self, name: str, phase: str) -> None:
         self.store.execute("UPDATE instances SET phase = ? WHERE name = ?", (phase, name))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from homecloud.errors import NotFound, UserError
+from homecloud.files import read_first_yaml
 from homecloud.instances.steps import Step, StepGraph, StepGraphError, check_graph
 from homecloud.names import validate_name
 from homecloud.resources import shipped_dir
@@ -157,19 +158,9 @@ def _parse_steps(raw_steps: list[Any], source: str) -> tuple[StepDef, ...]:
 
 def load_service_set(kind: str, search: Sequence[Path] = SEARCH_PATH) -> ServiceSet:
     """The first ``<kind>.yaml`` on ``search``."""
-    import yaml
-
     validate_name(kind, "service set")
-    for directory in search:
-        path = directory / f"{kind}.yaml"
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            continue
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: not valid YAML: {exc}") from exc
-        return parse_service_set(data, kind, str(path))
+    found = read_first_yaml(directory / f"{kind}.yaml" for directory in search)
+    if found is not None:
+        return parse_service_set(found[1], kind, str(found[0]))
     raise NotFound(f"no service set {kind!r}: looked for {kind}.yaml in "
                    f"{', '.join(str(d) for d in search)}")

@@ -9,12 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from homecloud.dns import DNS_UNIT
 from homecloud.errors import UserError
-from homecloud.frontdoor import AUTH_UNIT, DOOR_UNIT
 from homecloud.instances.kinds import BUILTIN_KINDS
 from homecloud.names import validate_instance_name, validate_name
 from homecloud.network.ports import PortMapping, check_unique, parse_port_mapping
+from homecloud.ownunits import RESERVED_NAMES
 from homecloud.sizes import format_size, parse_size
 
 RESTART_POLICIES = ("no", "always")
@@ -22,13 +21,12 @@ RESTART_POLICIES = ("no", "always")
 # none: a private network namespace with loopback only.
 NETWORK_MODES = ("default", "none")
 MIN_MEMORY = 32 << 20
+# --idle: long enough for a guest to boot and answer, short enough to be a real bound.
+MIN_IDLE = 1.0
+MAX_IDLE = 7 * 86400.0
+_IDLE_RE = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)?")
+_IDLE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Instance NAME runs as hc-NAME.service: these names belong to homecloud's own units.
-RESERVED_NAMES = {
-    "dns": f"homecloud's DNS server runs as {DNS_UNIT}",
-    "frontdoor": f"homecloud's front door runs as {DOOR_UNIT}",
-    "frontdoor-auth": f"the front door's logins run as {AUTH_UNIT}",
-}
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,9 @@ class Bind:
     source: str
     target: str
     readonly: bool = False
+    # The guest's user namespace mapped onto the files (nspawn's idmap): set by homecloud for
+    # its data datasets, whose files the guest owns; never parsed from --bind.
+    idmap: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Bind:
@@ -84,6 +85,11 @@ class InstanceSpec:
     cdrom: str | None = None  # a host path: an ISO attached as a CD-ROM
     ssh_keys: tuple[str, ...] = ()  # public keys for root (authorized_keys lines)
     user_data: str | None = None  # cloud-init user-data, passed through
+    # Seconds with no connection open after which the instance sleeps (stops, and a
+    # connection to it wakes it); None: it runs until stopped.
+    idle: float | None = None
+    # What only the instance's kind reads (a lambda's code and limits), checked by its driver.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Command mode means no boot, whatever the caller said.
@@ -115,16 +121,19 @@ class InstanceSpec:
         return cls(**data)
 
     def validate(self, host: HostLimits | None = None,
-                 kinds: Sequence[str] | None = None) -> InstanceSpec:
+                 kinds: Sequence[str] | None = None, *, uses_image: bool = True
+                 ) -> InstanceSpec:
         """Raise a one-line UserError for the first thing wrong; return self when all is well.
-        ``kinds``: the kinds this host has drivers for (default: homecloud's own)."""
+        ``kinds``: the kinds this host has drivers for (default: homecloud's own);
+        ``uses_image``: whether the kind is made from an image (else it must name none)."""
         host = host or HostLimits.probe()
         kinds = tuple(BUILTIN_KINDS) if kinds is None else kinds
         validate_instance_name(self.name)
         if self.name in RESERVED_NAMES:
             raise UserError(f"instance name {self.name!r} is reserved ("
                             f"{RESERVED_NAMES[self.name]}); choose another")
-        validate_name(self.image, "image name")
+        if uses_image:  # a kind made from something else says what it takes (its driver)
+            validate_name(self.image, "image name")
         if self.kind not in kinds:
             raise UserError(f"instance kind {self.kind!r} is not supported (use: "
                             f"{', '.join(kinds)})")
@@ -155,12 +164,44 @@ class InstanceSpec:
             raise UserError("-p needs networking: an instance with --network none has "
                             "loopback only; drop -p or --network none")
         check_unique(self.ports)
+        self._check_idle()
         return self
+
+    def _check_idle(self) -> None:
+        if self.idle is None:
+            return
+        if self.command is not None:
+            raise UserError("--idle needs a booted instance: a command runs once and ends, "
+                            "so there is nothing to wake; drop --idle or the command")
+        if not self.networked:
+            raise UserError("--idle needs networking: a connection to the instance wakes it, "
+                            "and with --network none nothing can connect; drop one of them")
+        if not MIN_IDLE <= self.idle <= MAX_IDLE:
+            raise UserError(f"--idle {self.idle:g}s is out of range: give {MIN_IDLE:g}s to "
+                            f"{MAX_IDLE / 86400:g}d")
 
 
 def parse_ports(items: list[str]) -> tuple[PortMapping, ...]:
     """``HOST:GUEST[/udp]`` strings as typed after ``-p``."""
     return tuple(parse_port_mapping(item) for item in items)
+
+
+def parse_idle(text: str | int | float) -> float:
+    """``--idle``: ``30s``, ``10m``, ``2h``, ``1d`` or a number of seconds."""
+    if isinstance(text, bool):
+        raise UserError(f"--idle {text!r} is invalid: give a duration like 30s, 10m or 2h")
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        match = _IDLE_RE.fullmatch(text.strip().lower())
+        if not match:
+            raise UserError(f"--idle {text!r} is invalid: give a duration like 30s, 10m, 2h "
+                            "or 1d")
+        seconds = float(match.group(1)) * _IDLE_UNITS[match.group(2) or "s"]
+    if not MIN_IDLE <= seconds <= MAX_IDLE:
+        raise UserError(f"--idle {text!r} is out of range: give {MIN_IDLE:g}s to "
+                        f"{MAX_IDLE / 86400:g}d")
+    return seconds
 
 
 def parse_memory(text: str | int) -> int:

@@ -9,6 +9,9 @@ What the table does:
 - egress: masquerade of instance traffic leaving by another interface (IPv6 too, except towards
   ULA space, where other homecloud hosts route to us directly) and forwarding out of the bridge
   (only to the uplink when one is set);
+- sleeping instances (``--idle``): new TCP connections to their addresses and published ports
+  go to homecloud's wake listener (hc-wake.socket, on WAKE_PORT of the bridge's addresses),
+  which boots the instance and hands the connection on; nothing reaches that port otherwise;
 - isolation: nothing reaches an instance uninvited (only replies, published ports and peer
   homecloud hosts' subnets), and instances reach the host only for DNS and ICMP (the gateway),
   unless the instance is allowed (``allow_host``).
@@ -26,6 +29,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from homecloud.errors import HostError
+from homecloud.network.addresses import gateway4, gateway6
 from homecloud.network.ports import PortMapping, check_not_published, check_unique
 from homecloud.tools import ToolResult, run_tool
 
@@ -35,6 +39,8 @@ NFT = "nft"
 LOOPBACK4 = IPv4Network("127.0.0.0/8")
 ULA_SPACE = IPv6Network("fc00::/7")
 DNS_PORT = 53
+# Where hc-wake.socket listens (units/hc-wake.socket); reached only through our DNAT.
+WAKE_PORT = 7079
 
 Json = dict[str, Any]
 
@@ -48,6 +54,7 @@ class InstanceFirewall:
     ipv6: IPv6Address | None = None
     ports: tuple[PortMapping, ...] = ()
     allow_host: bool = False  # may reach every service on the host, not only DNS
+    sleeping: bool = False  # its TCP connections go to the wake listener
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,15 @@ class FirewallConfig:
     # Instance subnets of other homecloud hosts routed to this one: they may open connections
     # to our instances, and our instances reach them unmasqueraded.
     peers: tuple[IPv4Network | IPv6Network, ...] = field(default_factory=tuple)
+    # Host services instances on the bridge may reach besides DNS, as (protocol, port): network
+    # boot's DHCP, TFTP and HTTP while it serves on the bridge.
+    host_services: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def sleeping(self) -> bool:
+        """Whether any instance sleeps: only then is there anything to wake (and a table
+        with no sleeper is the same as before --idle existed)."""
+        return any(i.sleeping for i in self.instances)
 
     def validate(self) -> FirewallConfig:
         """Refuse a host port given twice or published by two instances, naming them."""
@@ -186,11 +202,46 @@ def _dnat(version: int) -> Json:
                      "port": {"map": {"key": key, "data": f"@dnat{version}_port"}}}}
 
 
+def _add_wake_sets(batch: _Batch, config: FirewallConfig) -> None:
+    """The addresses and TCP host ports of sleeping instances."""
+    sleeping = [i for i in config.instances if i.sleeping]
+    batch.address_set("sleeping4", 4, (str(i.ipv4) for i in sleeping if i.ipv4))
+    batch.address_set("sleeping6", 6, (str(i.ipv6) for i in sleeping if i.ipv6))
+    ports = sorted({m.host_port for i in sleeping for m in i.ports if m.protocol == "tcp"})
+    spec: Json = {"name": "wake_ports", "type": "inet_service"}
+    if ports:
+        spec["elem"] = ports
+    batch.add("set", **spec)
+
+
+def _add_wake_nat(batch: _Batch, config: FirewallConfig, chain: str) -> None:
+    """New TCP connections to a sleeping instance, by its address or a published port, go to
+    the wake listener on the bridge's address of the same IP version. The listener reads the
+    original destination back (SO_ORIGINAL_DST) to know whom to wake."""
+    tcp = _match(_meta("l4proto"), "tcp")
+    listeners = ((4, gateway4(config.subnet4) if config.subnet4 else None),
+                 (6, gateway6(config.subnet6) if config.subnet6 else None))
+    for version, listener in listeners:
+        if listener is None:
+            continue
+        to_listener: Json = {"dnat": {"family": _ip(version), "addr": str(listener),
+                                      "port": WAKE_PORT}}
+        batch.rule(chain, tcp, _match(_payload(_ip(version), "daddr"), f"@sleeping{version}"),
+                   to_listener)
+        loopback6 = ([_match(_payload("ip6", "daddr"), "::1", "!=")]
+                     if version == 6 and chain == "output" else [])
+        batch.rule(chain, _LOCAL_DADDR, _nfproto(version), *loopback6, tcp,
+                   _match(_payload("tcp", "dport"), "@wake_ports"), to_listener)
+
+
 def _add_nat(batch: _Batch, config: FirewallConfig, published: list[int]) -> None:
     bridge = config.bridge
     batch.chain("prerouting", "prerouting", "nat", -100)
     batch.chain("output", "output", "nat", -100)
     batch.chain("postrouting", "postrouting", "nat", 100)
+    if config.sleeping:  # before the published ports: asleep, these win
+        for chain in ("prerouting", "output"):
+            _add_wake_nat(batch, config, chain)
     for version in published:
         batch.rule("prerouting", _LOCAL_DADDR, _nfproto(version), _dnat(version))
         # From the host itself; IPv6 ::1 cannot leave the loopback, so it is left alone.
@@ -235,12 +286,19 @@ def _add_forward(batch: _Batch, config: FirewallConfig) -> None:
 def _add_input(batch: _Batch, config: FirewallConfig) -> None:
     batch.chain("input", "input", "filter", 0)
     batch.chain("instance_to_host")
+    if config.sleeping:  # the wake listener answers only connections our DNAT sent it
+        wake = [_match(_meta("l4proto"), "tcp"), _match(_payload("tcp", "dport"), WAKE_PORT)]
+        batch.rule("input", *wake, _match({"ct": {"key": "status"}}, "dnat", "in"), _ACCEPT)
+        batch.rule("input", *wake, _DROP)
     batch.rule("input", _iif(config.bridge), {"jump": {"target": "instance_to_host"}})
     chain = "instance_to_host"
     batch.rule(chain, _ct("state", ["established", "related"]), _ACCEPT)
     batch.rule(chain, _match(_meta("l4proto"), {"set": ["tcp", "udp"]}),
                _match(_payload("th", "dport"), DNS_PORT), _ACCEPT)
     batch.rule(chain, _match(_meta("l4proto"), {"set": ["icmp", "ipv6-icmp"]}), _ACCEPT)
+    for protocol, port in config.host_services:
+        batch.rule(chain, _match(_meta("l4proto"), protocol),
+                   _match(_payload("th", "dport"), port), _ACCEPT)
     for version in (4, 6):
         batch.rule(chain, _match(_payload(_ip(version), "saddr"), f"@host_allowed{version}"),
                    _ACCEPT)
@@ -259,6 +317,8 @@ def render_ruleset(config: FirewallConfig) -> Json:
                           interval=True)
         allowed = (i.ipv4 if version == 4 else i.ipv6 for i in config.instances if i.allow_host)
         batch.address_set(f"host_allowed{version}", version, (str(a) for a in allowed if a))
+    if config.sleeping:
+        _add_wake_sets(batch, config)
     published = _add_port_maps(batch, config)
     _add_nat(batch, config, published)
     _add_forward(batch, config)

@@ -91,6 +91,12 @@ class NetworkService:
         self._lock = threading.Lock()
         self._bridge_lock = threading.Lock()
         self.refresh_firewall = Coalesced(self._apply_firewall)
+        # Which instances sleep (--idle, stopped): their connections go to the wake listener.
+        # The instance manager answers; until it is wired, none.
+        self.sleeping: Callable[[], set[str]] = set
+        # Host services instances may reach besides DNS ((protocol, port)): network boot
+        # answers while it serves on the bridge; until it is wired, none.
+        self.host_services: Callable[[], tuple[tuple[str, int], ...]] = tuple
         self.refresh_dns = Coalesced(self._publish_dns)
 
     # -- the host side --------------------------------------------------------------------------
@@ -204,14 +210,13 @@ class NetworkService:
 
     def release(self, instance: str) -> None:
         """Give the address and ports back, and make sure nothing publishes them any more (a
-        rebuild for another instance may have, meanwhile). The firewall holds nothing of an
-        instance that published no port: it is rebuilt only for one that did."""
-        published = self.records.release(instance)
+        rebuild for another instance may have, meanwhile). A rebuild that changes nothing
+        (an instance with no port that did not sleep) runs no nft."""
+        self.records.release(instance)
         with self._lock:
             self._hidden.discard(instance)
         if self._plan is not None:
-            if published:
-                self.refresh_firewall()
+            self.refresh_firewall()
             self.refresh_dns_quietly()
 
     def addresses(self, instance: str) -> InstanceAddresses | None:
@@ -290,11 +295,13 @@ class NetworkService:
     # -- rebuilds -------------------------------------------------------------------------------
     def firewall_config(self) -> firewall.FirewallConfig:
         plan = self.plan
+        sleeping = self.sleeping()
         return firewall.FirewallConfig(
             bridge=plan.bridge, subnet4=plan.subnet4, subnet6=plan.subnet6,
-            peers=plan.names.peer_subnets,
+            peers=plan.names.peer_subnets, host_services=self.host_services(),
             instances=tuple(firewall.InstanceFirewall(m.name, m.addresses.ipv4,
-                                                      m.addresses.ipv6, m.ports)
+                                                      m.addresses.ipv6, m.ports,
+                                                      sleeping=m.name in sleeping)
                             for m in self.members()))
 
     def _apply_firewall(self) -> None:

@@ -251,6 +251,13 @@ class Systemd:
                 return
             time.sleep(next(pauses))
 
+    def main_pid(self, unit: str) -> int | None:
+        """The main process of service ``unit`` (None: it runs none, or is not a service):
+        one property read, for hot paths (a snapshot) that need nothing more of its state."""
+        if not unit.endswith(".service"):
+            return None
+        return int(self.bus.get(unit_path(unit), SERVICE_IFACE, b"MainPID", b"u")) or None
+
     def unit_status(self, unit: str) -> UnitStatus | None:
         """The unit's state, or None when systemd has no such unit loaded."""
         path = unit_path(unit)

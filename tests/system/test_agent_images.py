@@ -283,7 +283,7 @@ def test_building_an_image_that_exists(devhost: DevHost, busybox: str) -> None:
 def test_unknown_recipe_and_missing_image(devhost: DevHost) -> None:
     with leaves_host_as_it_was(devhost):
         assert hc_fails(devhost, "image", "build", "alpine") == \
-            "unknown recipe 'alpine'; known recipes: busybox, debian"
+            "unknown recipe 'alpine'; known recipes: busybox, debian, postgres"
         assert hc_fails(devhost, "image", "rm", "nope") == \
             "no image named 'nope'; see `hc image ls`, or build one with `hc image build nope`"
 
@@ -554,8 +554,8 @@ def test_image_ls_json_and_table(devhost: DevHost, busybox: str) -> None:
     images = devhost.hc("image", "ls", json=True)
     [image] = [image for image in images if image["name"] == busybox]
     assert set(image) == {"name", "dataset", "source", "created", "size_bytes", "path", "vm",
-                          "machines"}
-    assert (image["vm"], image["machines"]) == (False, [])
+                          "machines", "bare_metal"}
+    assert (image["vm"], image["machines"], image["bare_metal"]) == (False, [], False)
     assert (image["dataset"], image["source"], image["path"]) == (
         f"images/{busybox}", "build:busybox", f"{IMAGES}/{busybox}")
     assert image["size_bytes"] > 0 and image["created"] > 0

@@ -41,8 +41,7 @@ from cli_checks import (
 
 from homecloud import devhost as devhosts
 from homecloud.devhost import DevHost
-from homecloud.dns import DNS_UNIT
-from homecloud.frontdoor import UNITS as DOOR_UNITS
+from homecloud.ownunits import OWN_UNITS
 
 pytestmark = pytest.mark.system
 
@@ -67,8 +66,8 @@ class HostState:
 def host_state(host: DevHost) -> HostState:
     units = host.run("systemctl", "list-units", "--all", "--plain", "--no-legend",
                      "hc-*").stdout.split("\n")
-    # homecloud's own DNS server and front door match hc-* too; they are not instances.
-    units = [u for u in units if u.split()[:1] not in ([DNS_UNIT], *([u] for u in DOOR_UNITS))]
+    # homecloud's own units (DNS server, front door, ...) match hc-* too; they are not instances.
+    units = [u for u in units if u.split()[:1] and u.split()[0] not in OWN_UNITS]
     datasets = host.run("sh", "-c", f"ls {POOL}/instances 2>/dev/null || true").stdout.split()
     listed = {i["name"] for i in host.hc("ls", json=True)}
     return HostState(frozenset(u.split()[0] for u in units if u.strip()), frozenset(datasets),

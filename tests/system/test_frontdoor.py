@@ -87,7 +87,7 @@ def door(private_devhost: DevHost) -> Iterator[Door]:
             == "active")
         image = ensure_busybox(host)
         # Path routes pass the whole path on: the page is under each of them too.
-        script = (f"for d in /www /www/app /www/open /www/tmp-route; do mkdir -p $d && "
+        script = (f"for d in /www /www/app /www/open /www/tmp-route /www/fresh; do mkdir -p $d && "
                   f"echo '{PAGE}' > $d/index.html; done && exec busybox httpd -f -p 80 -h /www")
         host.hc("run", "-d", "-q", image, "--name", "web", "--", "sh", "-c", script)
         info = host.hc("inspect", "web", json=True)
@@ -237,6 +237,40 @@ def test_the_door_authenticates_while_the_agent_is_down(door: Door) -> None:
         door.host.run("systemctl", "start", "hcd.socket")
 
 
+def test_the_agent_renders_the_routes_again_when_it_starts(door: Door) -> None:
+    """After a reboot an instance may have another address than the running configuration
+    names: the agent's start-up renders the routes again and reloads the door. Here the
+    configuration is made stale by hand (its route leads to the door's own port 80) while the
+    agent is down."""
+    host = door.host
+    conf = "/var/lib/homecloud/frontdoor/nginx.conf"
+    host.run("systemctl", "stop", "hcd.socket", "hcd.service")
+    try:
+        host.run("sed", "-i", f"s#proxy_pass http://{door.instance_address}:80;#"
+                 "proxy_pass http://127.0.0.2:80;#", conf)
+        host.run("systemctl", "kill", "--kill-who=main", "-s", "HUP", "hc-frontdoor.service")
+        wait_for("the stale configuration", lambda: request(door, "/open/")[0] == 301)
+    finally:
+        host.run("systemctl", "start", "hcd.socket")
+    routes = {r["name"]: r for r in host.hc("route", "ls", json=True)}  # starts the agent
+    assert routes["/open"]["address"] == door.instance_address
+    status, _, body = request(door, "/open/")
+    assert (status, body.strip()) == (200, PAGE)
+    assert "127.0.0.2" not in host.run("cat", conf).stdout
+
+
+def test_a_route_answers_through_https_as_soon_as_it_is_added(door: Door) -> None:
+    """`hc route add` returns once no nginx worker with the old configuration takes new
+    connections (on 443 too): a request right after it never meets 'no route here'."""
+    answers = []
+    for _ in range(20):
+        door.host.hc("route", "add", "/fresh", "--to", "web:80", "--public")
+        answers.append(request(door, "/fresh/")[:3:2])
+        door.host.hc("route", "rm", "/fresh")
+        answers.append(request(door, "/fresh/")[:3:2])
+    assert answers == [(200, PAGE + "\n"), (404, "no route here\n")] * 20
+
+
 def closed_by_peer(sock: socket.socket) -> bool:
     """Whether the door has closed ``sock`` (end of stream, perhaps after a 408)."""
     sock.settimeout(2)
@@ -294,6 +328,18 @@ def test_wrong_passwords_ban_the_user_and_the_address(door: Door) -> None:
     statuses = [request(door, "/app/", headers=basic("bob", "wrong"))[0] for _ in range(5)]
     assert 429 in statuses and set(statuses[:statuses.index(429)]) <= {401}, statuses
     assert request(door, "/app/", headers=basic("bob", PASSWORD))[0] == 429
+    # nginx keeps the banned address's answer: it refuses the address without the auth
+    # endpoint (stopped here), which others still need.
+    host = door.host
+    host.run("systemctl", "stop", "hc-frontdoor-auth.socket", "hc-frontdoor-auth.service")
+    try:
+        status, headers, body = request(door, "/app/", headers={"Authorization": "Bearer x"})
+        assert (status, body) == (429, f"too many failed logins: try again in "
+                                        f"{headers['retry-after']} s\n")
+        assert 0 < int(headers["retry-after"]) <= BAN
+        assert request(v6, "/app/", headers=basic("bob", PASSWORD))[0] == 500
+    finally:
+        host.run("systemctl", "start", "hc-frontdoor-auth.socket")
     assert request(door, "/open/")[0] == 200  # public routes ask nobody's name
     assert request(v6, "/app/", headers=basic("bob", PASSWORD))[0] == 200
     addresses = [b["key"] for b in door.host.hc("user", "ls", json=True)["bans"]
@@ -301,3 +347,24 @@ def test_wrong_passwords_ban_the_user_and_the_address(door: Door) -> None:
     assert len(addresses) == 1 and ":" not in addresses[0].removeprefix("address:")
     log = door.host.run("journalctl", "-u", "hc-frontdoor-auth", "--no-pager").stdout
     assert "banned user:alice" in log and "banned address:" in log
+
+
+def test_a_route_follows_its_instance_when_made_again(door: Door) -> None:
+    host = door.host
+    host.hc("rm", "-f", "web")
+    assert request(door, "/open/")[0] == 502  # no instance: nginx was told so
+    # Another instance takes web's old address, so the new web gets a different one.
+    host.hc("run", "-d", "-q", "busybox", "--name", "web-squatter", "--", "sleep", "600")
+    script = (f"mkdir -p /www/open && echo '{PAGE}' > /www/open/index.html && "
+              "exec busybox httpd -f -p 80 -h /www")
+    try:
+        host.hc("run", "-d", "-q", "busybox", "--name", "web", "--", "sh", "-c", script)
+        address = host.hc("inspect", "web", json=True)["ipv4"]
+        assert address != door.instance_address
+        routes = {r["name"]: r for r in host.hc("route", "ls", json=True)}
+        assert routes["/open"]["address"] == address
+        status, _, body = wait_for("the new web", lambda: (
+            result if (result := request(door, "/open/"))[0] == 200 else None))
+        assert body.strip() == PAGE
+    finally:
+        host.hc("rm", "-f", "web-squatter", check=False)

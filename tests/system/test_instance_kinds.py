@@ -67,7 +67,7 @@ def test_a_kind_from_configuration_runs_through_the_agent(host: DevHost) -> None
 def test_an_unknown_kind_is_one_line_and_leaves_nothing(host: DevHost) -> None:
     hc_fails(host, "run", "busybox", "--kind", "nosuch", "--name", "nokind",
              message="instance kind 'nosuch' is not supported "
-             "(use: broken, container, sleeper, vm)")
+             "(use: broken, container, lambda, machine, sleeper, vm)")
     assert_nothing_left(host, "nokind")
 
 

@@ -16,8 +16,9 @@ import pytest
 from homecloud.agent.deadlines import ReadLimits
 from homecloud.agent.operations import stream_operation
 from homecloud.agent.routes import Request, Response, Route, Router, StreamResponse
-from homecloud.agent.server import ApiServer, ServerPolicy, bind_socket
-from homecloud.cli.client import ApiClient
+from homecloud.agent.server import ApiServer, ServerPolicy
+from homecloud.client.api import ApiClient
+from homecloud.systemd.activation import unix_listener
 
 LIMITS = ReadLimits(idle=0.5, head=0.5, body=0.5)
 
@@ -81,7 +82,7 @@ def body_of(reply: bytes) -> Any:
 def serve(tmp_path: Path, **policy: Any) -> Iterator[Served]:
     calls: list[Any] = []
     path = tmp_path / "hc.sock"
-    server = ApiServer(bind_socket(path, None), _router(calls),
+    server = ApiServer(unix_listener(path), _router(calls),
                        ServerPolicy(allowed_gid=None, group_name="homecloud", max_body=1 << 20,
                                     reading=LIMITS, **policy))
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -11,9 +11,10 @@ import pytest
 
 from homecloud.agent.operations import stream_operation
 from homecloud.agent.routes import Response, Route, Router, StreamResponse
-from homecloud.agent.server import ApiServer, ServerPolicy, bind_socket
-from homecloud.cli.client import ApiClient
+from homecloud.agent.server import ApiServer, ServerPolicy
+from homecloud.client.api import ApiClient
 from homecloud.errors import Conflict, HostError, NotFound, UserError
+from homecloud.systemd.activation import unix_listener
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def api(tmp_path):
             break
         os.chmod(parent, parent.stat().st_mode | 0o005)
     path = tmp_path / "hc.sock"
-    sock = bind_socket(path, None)
+    sock = unix_listener(path)
     server = ApiServer(sock, router, ServerPolicy(allowed_gid=None, group_name="homecloud",
                                                  max_body=1024))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -175,7 +176,7 @@ def test_peer_credentials_are_checked_not_just_file_modes(api):
     _, path, _ = api
     os.chmod(path, 0o666)
     os.chmod(path.parent, 0o755)
-    code = ("import sys; from homecloud.cli.client import ApiClient\n"
+    code = ("import sys; from homecloud.client.api import ApiClient\n"
             f"ApiClient({str(path)!r}).call('POST', '/echo/x', {{}})")
     result = subprocess.run([sys.executable, "-c", code], user=65534, group=65534,
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH":
@@ -195,7 +196,7 @@ def test_descriptors_passed_with_a_request_reach_the_handler(tmp_path):
     router = Router()
     router.add(Route("POST", "/write", write, "write", body={"x": "integer?"}))
     path = tmp_path / "fd.sock"
-    server = ApiServer(bind_socket(path, None), router,
+    server = ApiServer(unix_listener(path), router,
                        ServerPolicy(allowed_gid=None, group_name="homecloud", max_body=1024))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

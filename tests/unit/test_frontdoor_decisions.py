@@ -11,6 +11,7 @@ from homecloud.frontdoor.decisions import (
     BAD_CREDENTIALS,
     BANNED,
     FORBIDDEN,
+    KEEP_BAN_ANSWER,
     LOGIN,
     AuthQuery,
     decide,
@@ -106,6 +107,21 @@ def test_a_banned_address_is_refused_before_any_hash() -> None:
     assert (decision.deny, decision.retry_after) == (BANNED, 11)
     assert accounts.hashed == 0
     assert decide(AuthQuery("a", None, session="s-alice"), accounts, NOW).deny == BANNED
+
+
+def test_only_a_banned_address_may_be_answered_by_nginx_alone() -> None:
+    """nginx keeps a refusal for the whole address (whatever it sends next), never longer than
+    the ban nor KEEP_BAN_ANSWER; a banned user name's refusal depends on what is sent."""
+    long_ban = FakeAccounts(bans={"address:a": NOW + 300})
+    assert decide(AuthQuery("a", None), long_ban, NOW).keep_seconds == KEEP_BAN_ANSWER
+    ending = FakeAccounts(bans={"address:a": NOW + 3})
+    assert decide(AuthQuery("a", None), ending, NOW).keep_seconds == 3
+    user_ban = FakeAccounts(bans={"user:bob": NOW + 300})
+    decision = decide(AuthQuery("b", None, basic("bob", "pw-bob")), user_ban, NOW)
+    assert decision.deny == BANNED and decision.keep_seconds == 0
+    assert decide(AuthQuery("b", None, basic("alice", "pw-alice")), user_ban,
+                  NOW).keep_seconds == 0
+    assert decide(AuthQuery("b", None, basic("alice", "no")), user_ban, NOW).keep_seconds == 0
 
 
 def test_a_banned_user_name_is_refused_from_anywhere() -> None:

@@ -9,7 +9,7 @@ import pytest
 from homecloud.errors import Conflict, NotFound
 from homecloud.frontdoor.bans import BanPolicy
 from homecloud.frontdoor.credentials import StoredAccounts
-from homecloud.frontdoor.passwords import digest, hash_password
+from homecloud.frontdoor.passwords import digest, hash_password, new_secret
 from homecloud.frontdoor.records import FrontdoorRecords
 from homecloud.frontdoor.routing import Route
 from homecloud.state.store import Store
@@ -83,3 +83,10 @@ def test_stored_accounts_verify_with_argon2id(records: FrontdoorRecords) -> None
     assert not accounts.check_password("nobody", "a long password")
     records.set_password("carol", hash_password("another password"))
     assert not accounts.check_password("carol", "a long password")  # the cache follows
+
+
+def test_tokens_never_read_as_command_line_options() -> None:
+    # `hc --token TOKEN`: a token starting with '-' would be taken for an option.
+    secrets = {new_secret() for _ in range(2000)}
+    assert len(secrets) == 2000
+    assert all(s.startswith("hc_") and len(s) > 40 for s in secrets)

@@ -105,11 +105,30 @@ def test_render_routes() -> None:
     assert "location = /app {" in text and "location /app/ {" in text
     assert "proxy_pass http://10.0.0.2:8080;" in text
     assert "server_name blog.home;" in text and "auth_request /_hc/auth/group/family;" in text
-    assert text.count("auth_request /_hc/auth/user;") == 4  # /app, /gone: two locations each
+    # /app, /gone: two locations each; each server's console page and websocket: two more.
+    assert text.count("auth_request /_hc/auth/user;") == 4 + 2 * 2
     assert 'return 502 "instance old has no address' in text
     open_block = text.split("location = /open {", 1)[1].split("}", 1)[0]
     assert "auth_request" not in open_block and "proxy_pass http://10.0.0.2:80;" in open_block
     assert 'location / {\n            return 404' in text  # no route at / on the default host
+
+
+def test_render_bans_answered_by_nginx() -> None:
+    """A banned address's refusal is kept per address (only answers that say so are kept) and
+    answered 429 by nginx; the login form is rate limited per address."""
+    text = render(FrontdoorConfig(), FILES, [Route("", "/app", "web", 80, address="10.0.0.2")])
+    auth = text.split("location ^~ /_hc/auth/ {", 1)[1].split("}", 1)[0]
+    assert "proxy_cache hc_bans;" in auth and "proxy_cache_key $remote_addr;" in auth
+    assert "proxy_ignore_headers Cache-Control Expires;" in auth
+    assert "proxy_cache_valid" not in text  # nothing kept but what the endpoint marks
+    denied = text.split("location = /_hc/denied {", 1)[1].split("proxy_pass", 1)[0]
+    assert "if ($hc_deny = banned) {" in denied
+    assert 'return 429 "too many failed logins: try again in $hc_retry_after s\\n";' in denied
+    assert "add_header Retry-After $hc_retry_after always;" in denied
+    login = text.split("location = /_hc/login {", 1)[1].split("}", 1)[0]
+    assert "limit_req zone=hc_logins burst=20 nodelay;" in login
+    assert "limit_req_status 429;" in login
+    assert "limit_req_zone $binary_remote_addr zone=hc_logins:4m rate=2r/s;" in text
 
 
 def test_render_ipv6_and_default_ports() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from homecloud import ownunits
 from homecloud.config import parse_config
 from homecloud.host import setup as hostsetup
 from homecloud.host.setup import (
@@ -34,10 +35,19 @@ def layout(tmp_path: Path) -> Layout:
 def test_units_point_at_the_venv_and_install_once(layout: Layout) -> None:
     assert install_units(layout) == ["hcd.socket", "hcd.service", "hc-dns.service",
                                      "hc-frontdoor.service", "hc-frontdoor-auth.socket",
-                                     "hc-frontdoor-auth.service"]
+                                     "hc-frontdoor-auth.service", "hcd-door.socket",
+                                     "hc-wake.socket", "hc-wake.service",
+                                     "hc-console.socket", "hc-console.service",
+                                     "hc-provision.service", "hc-dhcp.service"]
     service = (layout.unit_dir / "hcd.service").read_text()
     assert "ExecStart=/opt/homecloud/venv/bin/hcd" in service and "@BINDIR@" not in service
     assert install_units(layout) == []
+
+
+def test_every_shipped_unit_is_installed_or_a_template() -> None:
+    shipped = {path.name for path in UNITS.iterdir()}
+    templates = {name for name in shipped if "@." in name}  # written per use (policy timers)
+    assert shipped - templates == set(ownunits.UNITS)
 
 
 def test_units_missing_from_the_checkout(layout: Layout, tmp_path: Path) -> None:

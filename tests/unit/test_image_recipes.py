@@ -93,9 +93,10 @@ def test_errors_and_noise() -> None:
 
 
 def test_registry() -> None:
-    assert sorted(RECIPES) == ["busybox", "debian"]
+    assert sorted(RECIPES) == ["busybox", "debian", "postgres"]
     assert get_recipe("debian").takes == {"release", "mirror"}
-    with pytest.raises(UserError, match=r"unknown recipe 'ubuntu'; known recipes: busybox, debian"):
+    with pytest.raises(UserError,
+                       match=r"unknown recipe 'ubuntu'; known recipes: busybox, debian, postgres"):
         get_recipe("ubuntu")
 
 

@@ -28,9 +28,9 @@ def test_builtin_kinds_load_lazily_and_once() -> None:
 
 
 def test_an_unknown_kind_names_the_known_ones() -> None:
-    with pytest.raises(UserError, match=r"instance kind 'lambda' is not supported \(use: "
-                                        r"container, extra, vm\)"):
-        registry({"extra": "x:Y"}).get("lambda")
+    with pytest.raises(UserError, match=r"instance kind 'wasm' is not supported \(use: "
+                                        r"container, extra, lambda, machine, vm\)"):
+        registry({"extra": "x:Y"}).get("wasm")
 
 
 @pytest.mark.parametrize("path,message", [

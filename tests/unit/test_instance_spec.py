@@ -72,7 +72,7 @@ def test_command_mode_never_boots() -> None:
     ({"binds": [Bind("/tmp", "/x/../y")]}, "must not contain '..'"),
     ({"binds": [Bind("/tmp", "/x"), Bind("/usr", "/x")]}, "given twice"),
     ({"restart": "sometimes"}, "--restart 'sometimes' is invalid"),
-    ({"kind": "lambda"}, "kind 'lambda' is not supported"),
+    ({"kind": "wasm"}, "kind 'wasm' is not supported"),
     ({"command": []}, "the command after `--` is empty"),
     ({"network": "host"}, "--network 'host' is invalid: use default or none"),
     ({"network": "none", "ports": (PortMapping(8080, 80),)},

@@ -12,20 +12,32 @@ from types import MappingProxyType
 from homecloud.errors import UserError
 from homecloud.images.progress import ProgressCallback, ignore_progress
 from homecloud.images.publish import check_image_absent, publish_image
-from homecloud.images.recipes import busybox, debian, debian_vm
+from homecloud.images.recipes import busybox, debian, debian_machine, debian_vm, postgres
 from homecloud.images.recipes.base import BuildOptions, BuildTarget, Recipe
 from homecloud.names import validate_name
 from homecloud.storage.base import Dataset, StorageDriver
 
 RECIPES: Mapping[str, Recipe] = MappingProxyType(
-    {recipe.name: recipe for recipe in (busybox.RECIPE, debian.RECIPE)})
+    {recipe.name: recipe for recipe in (busybox.RECIPE, debian.RECIPE, postgres.RECIPE)})
 # `hc image build NAME --vm`: the recipes that make VM images, by the same names.
 VM_RECIPES: Mapping[str, Recipe] = MappingProxyType(
     {recipe.name: recipe for recipe in (debian_vm.RECIPE,)})
 VM_SUFFIX = "-vm"  # `hc image build debian --vm` makes the image debian-vm
+# `hc image build NAME --machine`: images homecloud's installer puts on bare machines.
+MACHINE_RECIPES: Mapping[str, Recipe] = MappingProxyType(
+    {recipe.name: recipe for recipe in (debian_machine.RECIPE,)})
+MACHINE_SUFFIX = "-machine"
 
 
-def get_recipe(name: str, *, vm: bool = False) -> Recipe:
+def get_recipe(name: str, *, vm: bool = False, machine: bool = False) -> Recipe:
+    if vm and machine:
+        raise UserError("--vm and --machine exclude each other: an image boots as one or the "
+                        "other")
+    if machine:
+        if name not in MACHINE_RECIPES:
+            raise UserError(f"recipe {name!r} makes no machine images; machine images come "
+                            f"from: {', '.join(sorted(MACHINE_RECIPES))}")
+        return MACHINE_RECIPES[name]
     try:
         return (VM_RECIPES if vm else RECIPES)[name]
     except KeyError:
@@ -36,7 +48,9 @@ def get_recipe(name: str, *, vm: bool = False) -> Recipe:
                         f"{', '.join(sorted(RECIPES))}") from None
 
 
-def default_image_name(recipe: str, vm: bool) -> str:
+def default_image_name(recipe: str, vm: bool, machine: bool = False) -> str:
+    if machine:
+        return recipe + MACHINE_SUFFIX
     return recipe + VM_SUFFIX if vm else recipe
 
 
@@ -50,10 +64,11 @@ def _check_options(recipe: Recipe, options: BuildOptions, vm: bool) -> None:
 
 
 def check_build(recipe: str, *, release: str | None = None, mirror: str | None = None,
-                vm: bool = False, cloud_init: bool | None = None) -> tuple[Recipe, BuildOptions]:
+                vm: bool = False, cloud_init: bool | None = None,
+                machine: bool = False) -> tuple[Recipe, BuildOptions]:
     """The recipe and options a build asks for, refused in one line before anything else
     (the image name included) is looked at."""
-    chosen = get_recipe(recipe, vm=vm)
+    chosen = get_recipe(recipe, vm=vm, machine=machine)
     options = BuildOptions(release=release, mirror=mirror, cloud_init=cloud_init or None)
     _check_options(chosen, options, vm)
     return chosen, options
@@ -61,6 +76,7 @@ def check_build(recipe: str, *, release: str | None = None, mirror: str | None =
 
 def build_image(pool: StorageDriver, name: str, recipe: str, *, release: str | None = None,
                 mirror: str | None = None, vm: bool = False, cloud_init: bool | None = None,
+                machine: bool = False,
                 progress: ProgressCallback = ignore_progress) -> Dataset:
     """Build image ``name`` from ``recipe`` (its VM variant with ``vm``); return the published
     read-only dataset.
@@ -71,7 +87,7 @@ def build_image(pool: StorageDriver, name: str, recipe: str, *, release: str | N
     """
     validate_name(name, "image name")
     chosen, options = check_build(recipe, release=release, mirror=mirror, vm=vm,
-                                  cloud_init=cloud_init)
+                                  cloud_init=cloud_init, machine=machine)
     check_image_absent(pool, name)
     options = chosen.prepare(options)
 

@@ -11,12 +11,13 @@ Neither an agent restart nor its crash touches a running VM: systemd owns qemu.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,22 @@ class MicroVm(VmMachine):
     def console(self, instance: Instance) -> Any:
         return [sys.executable, "-m", VMCTL, "console", self._socket(instance, "console"),
                 instance.name]
+
+    @contextlib.contextmanager
+    def guest_agent(self, instance: Instance) -> Iterator[Any]:
+        from homecloud.instances.drivers.qmp import ProtocolError, guest_agent
+
+        try:
+            channel = guest_agent(vm_sockets(instance.name).agent, instance.name)
+        except ProtocolError:  # not running, or no agent answers
+            yield None
+            return
+        with channel:
+            channel.sock.settimeout(AGENT_COMMAND_TIMEOUT)
+            yield channel
+
+
+AGENT_COMMAND_TIMEOUT = 10.0  # seconds a guest agent command may take (TCG guests are slow)
 
 
 def host_tsc_khz(cpuinfo: Path = Path("/proc/cpuinfo")) -> int | None:

@@ -40,7 +40,8 @@ def nspawn_argv(spec: InstanceSpec, root: Path, machine_id: str, *,
     for key, value in spec.env.items():
         argv.append(f"--setenv={key}={value}")
     for bind in spec.binds:
-        argv.append(f"--bind{'-ro' if bind.readonly else ''}={bind.source}:{bind.target}")
+        argv.append(f"--bind{'-ro' if bind.readonly else ''}={bind.source}:{bind.target}"
+                    + (":idmap" if bind.idmap else ""))
     if spec.boot:
         # READY=1 reaches systemd when the guest's own systemd is ready.
         argv += ["--boot", "--notify-ready=yes"]

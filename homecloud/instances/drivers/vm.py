@@ -19,6 +19,7 @@ The steps of service-sets/vm.yaml that only VMs have are this driver's actions:
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -84,6 +85,14 @@ class VmMachine(ABC):
     def console(self, instance: Instance) -> Any:
         """`hc console NAME --text`: a host command line attaching this terminal to the
         guest's text console (run like `hc exec`'s, with the client's terminal)."""
+
+    def display_socket(self, instance: Instance) -> str | None:
+        """The running VM's VNC socket; None: this machine has no screen."""
+        return None
+
+    def guest_agent(self, instance: Instance) -> contextlib.AbstractContextManager[Any]:
+        """See InstanceDriver.guest_agent."""
+        return contextlib.nullcontext(None)
 
 
 class VmDriver(InstanceDriver):
@@ -164,3 +173,9 @@ class VmDriver(InstanceDriver):
 
     def console(self, instance: Instance) -> Any:
         return self.machine(instance.spec).console(instance)
+
+    def display_socket(self, instance: Instance) -> str | None:
+        return self.machine(instance.spec).display_socket(instance)
+
+    def guest_agent(self, instance: Instance) -> contextlib.AbstractContextManager[Any]:
+        return self.machine(instance.spec).guest_agent(instance)
