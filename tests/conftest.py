@@ -8,7 +8,8 @@
 `second_devhost` is a second one, booted only when a test asks, for tests between two hosts.
 `small_pool_devhost` is one more whose pool is small enough to fill.
 `private_devhost` is one per test module that asks, for tests that kill the agent or
-reboot the host. `debian_image` builds the Debian image in `devhost` once per session.
+reboot the host. `debian_image` builds the Debian image in `devhost` once per session,
+`vm_image_build` the Debian VM image.
 All are removed at the end of the session. Without root or systemd-nspawn they skip.
 """
 
@@ -31,6 +32,7 @@ from homecloud.errors import HostError
 
 TEST_DEVHOST_RE = re.compile(r"hct-(\d+)(-[a-z0-9]+)?")
 SMALL_POOL_SIZE = "200M"
+VM_IMAGE = "debian-vm"
 
 
 def session_devhost_name(suffix: str = "") -> str:
@@ -110,21 +112,37 @@ class ImageBuild:
     output: str  # what `hc image build` printed (its progress is on stderr)
 
 
+def build_debian(host: devhosts.DevHost, name: str, *options: str) -> ImageBuild:
+    """`hc image build debian OPTIONS` in ``host`` unless it has image ``name``; skips when
+    the host lacks something (the message names it)."""
+    if shutil.which("debootstrap") is None:
+        pytest.skip("building a Debian image needs debootstrap (apt-get install debootstrap)")
+    if any(image["name"] == name for image in host.hc("image", "ls", json=True)):
+        return ImageBuild(name, "")
+    argv = ("image", "build", "debian", *options)
+    result = host.hc(*argv, check=False, timeout=1800)
+    if result.returncode == 3:  # the host lacks something (a mirror): the message names it
+        pytest.skip(f"cannot build image {name} here: {result.stderr.strip()[-500:]}")
+    if result.returncode != 0:
+        pytest.fail(f"hc {' '.join(argv)} failed (exit {result.returncode}):\n"
+                    f"{result.stderr[-4000:]}")
+    return ImageBuild(name, result.stderr)
+
+
 @pytest.fixture(scope="session")
 def debian_build(devhost: devhosts.DevHost) -> ImageBuild:
     """`hc image build debian` in the session dev host, once per session (about a minute; the
     .deb cache /var/cache/homecloud/debootstrap is shared with the machine)."""
-    if shutil.which("debootstrap") is None:
-        pytest.skip("building the Debian image needs debootstrap (apt-get install debootstrap)")
-    if any(image["name"] == "debian" for image in devhost.hc("image", "ls", json=True)):
-        return ImageBuild("debian", "")
-    result = devhost.hc("image", "build", "debian", check=False, timeout=1800)
-    if result.returncode == 3:  # the host lacks something (a mirror): the message names it
-        pytest.skip(f"cannot build the Debian image here: {result.stderr.strip()[-500:]}")
-    if result.returncode != 0:
-        pytest.fail(f"hc image build debian failed (exit {result.returncode}):\n"
-                    f"{result.stderr[-4000:]}")
-    return ImageBuild("debian", result.stderr)
+    return build_debian(devhost, "debian")
+
+
+@pytest.fixture(scope="session")
+def vm_image_build(devhost: devhosts.DevHost) -> ImageBuild:
+    """`hc image build debian --vm --cloud-init` (image `debian-vm`) in the session dev host,
+    once per session (about two minutes). It boots on both VM paths, with or without a
+    cloud-init seed; VM test modules with a dev host of their own copy it there
+    (cli_checks.copy_image: seconds)."""
+    return build_debian(devhost, VM_IMAGE, "--vm", "--cloud-init")
 
 
 @pytest.fixture(scope="session")

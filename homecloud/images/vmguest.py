@@ -58,6 +58,11 @@ ExecStart=/bin/sh -c 'echo READY=1 > {READY_DEVICE}'
     "etc/udev/rules.d/70-homecloud-ready.rules": (
         f'SUBSYSTEM=="virtio-ports", ATTR{{name}}=="{READY_PORT}", TAG+="systemd", '
         f'ENV{{SYSTEMD_WANTS}}+="{READY_UNIT}"\n'),
+    # A login prompt on a microVM's text console (hvc0: `hc console`). virtio_console is not in
+    # the initrd, so hvc0 appears after systemd's getty generator has looked for it; the device
+    # itself asks for its getty, and a machine without hvc0 (q35) waits for none.
+    "etc/udev/rules.d/70-homecloud-console.rules": (
+        'SUBSYSTEM=="tty", KERNEL=="hvc0", ENV{SYSTEMD_WANTS}+="serial-getty@hvc0.service"\n'),
     f"etc/systemd/system/{SSH_KEYS_UNIT}": """\
 [Unit]
 Description=Make this machine's SSH host keys

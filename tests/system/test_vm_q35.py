@@ -6,11 +6,12 @@ Two kinds of VM serve the module:
             which is all the libvirt side needs (domain, unit, TPM, seed, VNC, stop/start,
             removal) and costs about a second under TCG instead of a guest's boot; the blank
             firmware ignores the ACPI power button, so each stop waits the stop timeout
-    real    the Debian VM image homecloud builds (`hc image build debian --vm --cloud-init`),
-            booted twice: directly (kernel + initrd, with --user-data for cloud-init) and
-            through OVMF and the image's EFI system partition with a TPM; READY comes from the
-            guest, `hc exec` goes through qemu-guest-agent, and the UEFI VM is stopped and
-            started once to show its TPM keeps its endorsement key
+    real    the Debian VM image homecloud builds (`hc image build debian --vm --cloud-init`,
+            once per session, copied here), booted twice: directly (kernel + initrd, with
+            --user-data for cloud-init) and through OVMF and the image's EFI system
+            partition with a TPM; READY comes from the guest, `hc exec` goes through
+            qemu-guest-agent, and the UEFI VM is stopped and started once to show its TPM
+            keeps its endorsement key
 
 q35 boots under TCG take up to a minute on a loaded 2-core machine: three in all, each under a
 hard timeout.
@@ -20,20 +21,35 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from cli_checks import POOL, assert_nothing_left, hc_fails, wait_for
+from cli_checks import (
+    POOL,
+    assert_nothing_left,
+    copy_image,
+    hc_fails,
+    set_crash_point,
+    wait_for,
+)
+from console_pages import SCREEN_CANVAS, add_door_user, open_console_page, wait_for_screen
 from netstate import unchanged_network
 
 from homecloud.devhost import DevHost
 from homecloud.instances.drivers.domainxml import vnc_socket
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 pytestmark = pytest.mark.system
+pytest_plugins = ("browser",)
 
 IMAGE = "blank"
+UEFI_IMAGE = "blankefi"  # a blank GPT disk with an (empty) EFI system partition
 NAME = "vq"
 REAL = "debian-vm"
 DIRECT = "vqd"
@@ -41,8 +57,13 @@ UEFI = "vqu"
 PYTHON = "/opt/homecloud/venv/bin/python"
 SWTPM_STATE = "/var/lib/libvirt/swtpm"
 BOOT_TIMEOUT = 300  # `hc run`/`hc start` of a booting q35 under TCG on a loaded machine
-# cloud-init's runcmd leaves proof it ran, with the instance-id the seed gave it.
+# cloud-init's runcmd leaves proof it ran, with the instance-id the seed gave it; its users
+# gives the guest one who logs in at the VM's screen, through the browser.
 USER_DATA = """#cloud-config
+users:
+  - name: {user}
+    lock_passwd: false
+    passwd: '{password_hash}'
 runcmd:
   - [sh, -c, 'cat /var/lib/cloud/data/instance-id > /var/lib/hc-runcmd-proof']
 """
@@ -52,6 +73,13 @@ runcmd:
 READ_EK = (r"exec 3<>/dev/tpmrm0; "
            r"printf '\200\001\000\000\000\016\000\000\001\163\201\001\000\001' >&3; "
            r"dd bs=4096 count=1 status=none <&3 | od -An -v -tx1")
+STOP_TIMEOUT = 30  # the agent's default stop timeout (seconds)
+SCREEN_USER = "screenuser"
+# Typed through noVNC, whose QEMU key events carry scancodes the guest maps with its own (US)
+# keymap: unshifted keys only, so no layout question arises.
+SCREEN_PASSWORD = "typed-at-the-screen-1"
+DOOR_USER = "screen_viewer"  # the front-door user who opens the console
+DOOR_PASSWORD = "screen viewer password"
 LIBVIRT_SOCKETS = ("libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket")
 
 
@@ -156,9 +184,16 @@ def test_the_vm_outlives_the_agent_and_keeps_its_tpm_across_stop_and_start(
         q35_host: DevHost, vm: str) -> None:
     host = q35_host
     uuid = virsh(host, "domuuid", f"hc-{vm}").strip()
+    unit_pid = host.run("systemctl", "show", "-p", "MainPID", "--value",
+                        f"hc-{vm}.service").stdout.strip()
     host.run("systemctl", "kill", "-s", "KILL", "hcd.service")
     assert domains(host)[f"hc-{vm}"] == "running"
     assert host.run("systemctl", "is-active", f"hc-{vm}.service").stdout.strip() == "active"
+    host.run("systemctl", "restart", "hcd.service")  # a clean restart stops no VM either
+    assert {i["name"]: i["state"] for i in host.hc("ls", json=True)}[vm] == "running"
+    assert domains(host)[f"hc-{vm}"] == "running"
+    assert host.run("systemctl", "show", "-p", "MainPID", "--value",
+                    f"hc-{vm}.service").stdout.strip() == unit_pid
     host.hc("stop", vm, timeout=120)
     assert domains(host)[f"hc-{vm}"] == "shut off"
     assert host.run("systemctl", "is-active", f"hc-{vm}.service",
@@ -169,18 +204,35 @@ def test_the_vm_outlives_the_agent_and_keeps_its_tpm_across_stop_and_start(
     assert virsh(host, "domuuid", f"hc-{vm}").strip() == uuid
 
 
-def test_removal_leaves_no_domain_tpm_state_or_tap(q35_host: DevHost) -> None:
+def test_removal_leaves_no_domain_tpm_state_or_tap(q35_host: DevHost, vm: str) -> None:
     host = q35_host
     name = "vqrm"
     with leaves_nothing(host, name):
+        # --restart always: removal must not bring it back.
         host.hc("run", IMAGE, "--vm", "--machine", "q35", "--name", name, "--tpm", "--memory",
-                "256M", timeout=120)
+                "256M", "--restart", "always", timeout=120)
         assert domains(host)[f"hc-{name}"] == "running"
         uuid = virsh(host, "domuuid", f"hc-{name}").strip()
         assert uuid in tpm_states(host)
+        # Destroyed from outside, the VM stays off: its unit ends and is not restarted.
+        virsh(host, "destroy", f"hc-{name}")
+        wait_for("the unit to end", lambda: host.run(
+            "systemctl", "is-active", f"hc-{name}.service", check=False).stdout.strip()
+            in ("inactive", "failed"))
+        assert host.run("systemctl", "show", "-p", "NRestarts", "--value",
+                        f"hc-{name}.service").stdout.strip() == "0"
+        assert domains(host)[f"hc-{name}"] == "shut off"
+        assert f"domain hc-{name} was destroyed" in host.run(
+            "journalctl", "-u", f"hc-{name}.service", "-o", "cat").stdout
+        host.hc("start", name, timeout=120)
+        # -f pulls the plug at once: the blank firmware ignores the power button, and waiting
+        # for it would take the whole stop timeout.
+        start = time.monotonic()
         host.hc("rm", "-f", name, timeout=120)
+        removed_in = time.monotonic() - start
     assert uuid not in tpm_states(host)
-    assert NAME in {i["name"] for i in host.hc("ls", json=True)}  # the other VM is untouched
+    assert removed_in < STOP_TIMEOUT, removed_in
+    assert vm in {i["name"] for i in host.hc("ls", json=True)}  # the other VM is untouched
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -202,6 +254,38 @@ def test_bad_input_is_refused_with_nothing_left(q35_host: DevHost, args: tuple[s
         error = hc_fails(host, "run", IMAGE, "--vm", "--machine", "q35", "--name", "vqbad",
                          *args)
     assert message in error
+
+
+@pytest.fixture(scope="module")
+def blank_uefi(q35_host: DevHost) -> str:
+    """An imported blank disk that boots with UEFI: OVMF starts and finds nothing to boot."""
+    q35_host.run("truncate", "-s", "64M", "/tmp/blank-efi.raw")
+    q35_host.run("sfdisk", "-q", "/tmp/blank-efi.raw", input="label: gpt\n,,U\n")
+    q35_host.hc("image", "import", UEFI_IMAGE, "/tmp/blank-efi.raw")
+    return UEFI_IMAGE
+
+
+@pytest.mark.parametrize("step", ["tap", "seed", "machine", "unit"])
+def test_a_crash_while_creating_a_uefi_tpm_vm_is_cleaned_up(q35_host: DevHost, blank_uefi: str,
+                                                            step: str) -> None:
+    """The agent SIGKILLed after ``step``: the domain defined ("machine") or running with its
+    NVRAM and TPM state made ("unit"); its reconcile pass removes all of it."""
+    host = q35_host
+    with leaves_nothing(host, "vqcrash"):
+        set_crash_point(host, step)
+        try:
+            hc_fails(host, "run", blank_uefi, "--vm", "--machine", "q35", "--uefi", "--tpm",
+                     "--name", "vqcrash", "--memory", "256M",
+                     message="lost the connection to the agent")
+            if step == "unit":  # the VM was running when the agent died, with its NVRAM
+                assert domains(host)["hc-vqcrash"] == "running"
+                assert host.run("test", "-s", f"{POOL}/instances/vqcrash/nvram.fd",
+                                check=False).returncode == 0
+        finally:
+            set_crash_point(host, None)
+        host.hc("ls")  # the agent starts through its socket and reconciles
+    journal = host.run("journalctl", "-u", "hcd.service", "-n", "30", "-o", "cat").stdout
+    assert "reconcile instances: removed half made: vqcrash" in journal, journal
 
 
 def test_without_libvirtd_q35_is_refused_naming_what_to_start(q35_host: DevHost) -> None:
@@ -229,19 +313,18 @@ def test_the_domain_opens_only_the_vms_own_files(q35_host: DevHost,
 # -- a real guest: homecloud's Debian VM image -------------------------------------------------
 
 @pytest.fixture(scope="module")
-def real_image(q35_host: DevHost) -> str:
-    """`hc image build debian --vm --cloud-init` (a few minutes; the .deb cache is shared)."""
-    if q35_host.run("test", "-x", "/usr/sbin/debootstrap", check=False).returncode != 0:
-        pytest.skip("building the Debian VM image needs debootstrap (apt-get install "
-                    "debootstrap)")
-    q35_host.hc("image", "build", "debian", "--vm", "--cloud-init", timeout=900)
+def real_image(q35_host: DevHost, devhost: DevHost, vm_image_build: Any) -> str:
+    """The session's `debian-vm` (built with cloud-init), copied into this module's host."""
+    copy_image(devhost, q35_host, REAL)
     return REAL
 
 
 @pytest.fixture(scope="module")
 def direct_vm(q35_host: DevHost, real_image: str) -> Iterator[str]:
     """Direct kernel boot, with user-data for the image's cloud-init."""
-    q35_host.run("tee", "/tmp/runcmd.yaml", input=USER_DATA)
+    hashed = q35_host.run("openssl", "passwd", "-6", SCREEN_PASSWORD).stdout.strip()
+    q35_host.run("tee", "/tmp/runcmd.yaml", input=USER_DATA.format(user=SCREEN_USER,
+                                                                  password_hash=hashed))
     q35_host.hc("run", real_image, "--vm", "--machine", "q35", "--name", DIRECT, "--memory",
                 "512M", "--cpus", "2", "--user-data", "/tmp/runcmd.yaml", timeout=BOOT_TIMEOUT)
     yield DIRECT
@@ -304,6 +387,45 @@ def test_cloud_init_runs_the_users_runcmd(q35_host: DevHost, direct_vm: str) -> 
     assert proof == machine_id  # the seed's instance-id is the instance's machine-id
     uuid = virsh(host, "domuuid", f"hc-{direct_vm}").strip()
     assert uuid.replace("-", "") == machine_id
+
+
+def test_cloud_init_ends_without_errors(q35_host: DevHost, direct_vm: str) -> None:
+    """Every module cloud-init ran succeeded: locale among them (the image's locale is one
+    that needs no locale-gen)."""
+    status = q35_host.hc("exec", direct_vm, "--", "cloud-init", "status", "--wait",
+                         "--format", "json", check=False, timeout=300)
+    report = json.loads(status.stdout)
+    assert (status.returncode, report["status"], report["errors"]) == (0, "done", []), report
+    assert guest(q35_host, direct_vm, "locale | head -1") == "LANG=C.UTF-8\n"
+
+
+def test_a_login_typed_at_the_vms_screen_in_a_browser(q35_host: DevHost, direct_vm: str,
+                                                       page: Page) -> None:
+    """`hc console` of the VM: its screen (libvirt's VNC socket) drawn by noVNC after the
+    front door's login; a person types at tty1's login prompt and runs a command there."""
+    host = q35_host
+    wait_for(f"cloud-init to make {SCREEN_USER}", lambda: guest(
+        host, direct_vm, f"id -u {SCREEN_USER} 2>/dev/null || true").strip(), timeout=180)
+    assert guest(host, direct_vm, "systemctl is-active getty@tty1") == "active\n"
+    add_door_user(host, DOOR_USER, DOOR_PASSWORD)
+    open_console_page(page, host, direct_vm, DOOR_USER, DOOR_PASSWORD, "screen")
+    wait_for_screen(page, "login-prompt")
+    page.locator(SCREEN_CANVAS).focus()
+    page.keyboard.type(f"{SCREEN_USER}\n")
+    # login(1) flushes what was typed ahead when it asks for the password: wait for it to ask
+    # (login runs on tty1 with echo off).
+    wait_for("the password prompt", lambda: guest(
+        host, direct_vm, "pgrep -x -t tty1 login >/dev/null && stty -F /dev/tty1 -a || true"
+    ).split().count("-echo") == 1, timeout=60)
+    page.keyboard.type(f"{SCREEN_PASSWORD}\n")
+    wait_for(f"{SCREEN_USER}'s shell on tty1", lambda: guest(
+        host, direct_vm, f"pgrep -u {SCREEN_USER} -t tty1 || true").strip(), timeout=60)
+    page.keyboard.type("touch /tmp/typed-at-the-screen\n")
+    owner = wait_for("the command typed at the screen", lambda: guest(
+        host, direct_vm, "stat -c %U /tmp/typed-at-the-screen 2>/dev/null || true").strip(),
+        timeout=60)
+    assert owner == SCREEN_USER
+    wait_for_screen(page, "logged-in")
 
 
 def read_ek(host: DevHost, vm: str) -> str:

@@ -1,10 +1,12 @@
 """microVMs end to end (issue 10): the real `hc` CLI against the real agent, systemd, btrfs pool,
 bridge, nftables and DNS server of a dev host of this module's own, with real qemu (TCG here).
 
-The Debian VM image is built once in that dev host (`hc image build debian --vm`, about a
-minute and a half). A guest boot under TCG takes 10-40 s on this machine kind, so ONE VM serves
-the module's tests and boots twice (`hc run`, then `hc start` after a clean `hc stop`); the
-guest that never becomes ready is cut off a few seconds into its boot. Every other bad input is
+The Debian VM image is built once per session in the session dev host (tests/conftest.py) and
+copied into this module's (btrfs send | receive, seconds). A guest boot under TCG takes 10-40 s
+on this machine kind, so ONE VM serves the module's tests and boots three times (`hc run`, then
+`hc start` after a clean `hc stop`, then on its own when the dev host reboots: it runs with
+`--restart always`); the guest that never becomes ready is cut off a few seconds into its
+boot. Every other bad input is
 refused before anything is made. Each check of "nothing left" covers the unit, the dataset, the
 listing, the VM's runtime directory and the whole network state (links, so its tap, leases,
 published ports, firewall rules, DNS records).
@@ -18,22 +20,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from browser import save_screenshot
 from cli_checks import (
     assert_nothing_left,
+    copy_image,
     hc_fails,
     set_crash_point,
     wait_for,
 )
+from console_pages import add_door_user, open_console_page, terminal_text
 from netstate import NetworkState, network_state
 
+from homecloud import devhost as devhosts
 from homecloud.devhost import DevHost
-from homecloud.instances.drivers.qemu import QEMU, runtime_subdir
+from homecloud.instances.drivers.qemu import QEMU, QEMU_PACKAGE, runtime_subdir
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.system
+pytest_plugins = ("browser",)
 
 IMAGE = "debian-vm"
 NAME = "vm1"
@@ -43,13 +53,16 @@ PROBE = Path(__file__).with_name("netprobe.py")
 SERVICE_SET_OVERRIDE = "/etc/homecloud/service-sets/vm.yaml"
 SHIPPED_SERVICE_SET = Path(__file__).parents[2] / "service-sets" / "vm.yaml"
 NOT_READY_TIMEOUT = 3  # seconds: the guest is still in its kernel by then
+NO_QEMU_DROPIN = "/run/systemd/system/hcd.service.d/no-qemu.conf"
+DOOR_USER = "vm_console_user"  # a front-door user, for the console in the browser
+DOOR_PASSWORD = "vm console password"
 
 
 # -- fixtures and checks --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def host(private_devhost: DevHost) -> DevHost:
-    """The module's dev host with the Debian VM image in its pool."""
+def host(private_devhost: DevHost, devhost: DevHost, vm_image_build: Any) -> DevHost:
+    """The module's dev host with the session's Debian VM image in its pool."""
     if shutil.which(QEMU) is None:
         pytest.skip(f"microVMs need {QEMU} (apt-get install --no-install-recommends "
                     "qemu-system-x86)")
@@ -57,12 +70,7 @@ def host(private_devhost: DevHost) -> DevHost:
         pytest.skip("building the VM image needs debootstrap (apt-get install debootstrap)")
     if private_devhost.run("test", "-c", "/dev/net/tun", check=False).returncode != 0:
         pytest.skip("the dev host has no /dev/net/tun: a VM's tap needs it")
-    if not any(i["name"] == IMAGE for i in private_devhost.hc("image", "ls", json=True)):
-        result = private_devhost.hc("image", "build", "debian", "--vm", "-q", check=False,
-                                    timeout=1800)
-        if result.returncode == 3:  # the host lacks something: the message names it
-            pytest.skip(f"cannot build the VM image here: {result.stderr.strip()[-500:]}")
-        assert result.returncode == 0, result.stderr[-4000:]
+    copy_image(devhost, private_devhost, IMAGE)
     return private_devhost
 
 
@@ -93,7 +101,8 @@ def vm(host: DevHost) -> Iterator[BootedVm]:
     """vm1, booted once for the module: `hc run` returns when the guest is READY."""
     before = network_state(host)
     host.hc("run", IMAGE, "--vm", "--name", NAME, "--memory", "512M", "--cpus", "2",
-            "-p", f"{PUBLISHED[0]}:{PUBLISHED[1]}", "-q", timeout=BOOT_TIMEOUT)
+            "-p", f"{PUBLISHED[0]}:{PUBLISHED[1]}", "--restart", "always", "-q",
+            timeout=BOOT_TIMEOUT)
     yield BootedVm(NAME, before)
     host.hc("rm", "-f", NAME, check=False, timeout=120)
 
@@ -150,6 +159,30 @@ def test_a_container_image_is_not_a_vm_image(host: DevHost) -> None:
         hc_fails(host, "run", "busybox", "--vm", "--name", "bad",
                  message="image 'busybox' is not a VM image (it is a container's tree): "
                          "build one with `hc image build debian --vm`")
+
+
+@contextmanager
+def qemu_hidden_from_the_agent(host: DevHost) -> Iterator[None]:
+    """The agent restarted with qemu's binary inaccessible in its mount namespace (systemd's
+    InaccessiblePaths=), as on a host without the package; put back afterwards."""
+    host.run("mkdir", "-p", str(Path(NO_QEMU_DROPIN).parent))
+    host.run("tee", NO_QEMU_DROPIN, input=f"[Service]\nInaccessiblePaths=-/usr/bin/{QEMU}\n")
+    host.run("systemctl", "daemon-reload")
+    host.run("systemctl", "restart", "hcd.service")
+    try:
+        yield
+    finally:
+        host.run("rm", "-f", NO_QEMU_DROPIN)
+        host.run("systemctl", "daemon-reload")
+        host.run("systemctl", "restart", "hcd.service")
+
+
+def test_without_qemu_a_vm_is_refused_naming_the_package(host: DevHost) -> None:
+    with nothing_left_of(host, "bad"), qemu_hidden_from_the_agent(host):
+        error = hc_fails(host, "run", IMAGE, "--vm", "--name", "bad", code=3)
+    assert error == (f"{QEMU} is not installed on this host: apt-get install {QEMU_PACKAGE}")
+    # Only the agent's view was changed: qemu is back for it.
+    assert host.run("test", "-x", f"/usr/bin/{QEMU}", check=False).returncode == 0
 
 
 @contextmanager
@@ -217,6 +250,10 @@ def test_the_vm_is_listed_running_with_its_addresses(host: DevHost, vm: BootedVm
 
 
 def test_the_vm_name_resolves_through_hc_dns(host: DevHost, vm: BootedVm) -> None:
+    assert_name_resolves(host, vm)
+
+
+def assert_name_resolves(host: DevHost, vm: BootedVm) -> None:
     info = network(host)
     fqdn = f"{vm.name}.{info['zone']}"
     listed = instance(host, vm.name)
@@ -230,6 +267,22 @@ def test_exec_runs_in_the_guest_through_its_agent(host: DevHost, vm: BootedVm) -
     result = host.hc("exec", vm.name, "--", "sh", "-c", "echo out; echo err >&2; exit 7",
                      check=False, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (7, "out\n", "err\n")
+
+
+def test_shell_refuses_a_terminal_naming_the_console_and_runs_a_piped_script(
+        host: DevHost, vm: BootedVm) -> None:
+    hc = " ".join(host.hc_argv())
+    # script(1) gives `hc shell` a terminal for its stdin, as a user typing it has.
+    on_terminal = host.run("script", "-qec", f"{hc} shell {vm.name}", "/dev/null",
+                           check=False, timeout=60)
+    assert on_terminal.returncode == 1
+    assert on_terminal.stdout.replace("\r\n", "\n") == (
+        f"hc: hc shell cannot give {vm.name} a terminal: use its serial console, "
+        f"`hc console {vm.name} --text`, or ssh (or pipe a script: "
+        f"`hc shell {vm.name} < script`)\n")
+    piped = host.run(*host.hc_argv(), "shell", vm.name, input="cat /etc/hostname\n",
+                     timeout=60)
+    assert piped.stdout == f"{vm.name}\n"
 
 
 def test_the_guest_reaches_the_host_bridge(host: DevHost, vm: BootedVm) -> None:
@@ -262,6 +315,16 @@ def test_logs_show_the_serial_console(host: DevHost, vm: BootedVm) -> None:
     assert f"Debian GNU/Linux 12 {vm.name} ttyS0" in logs  # getty, with the written hostname
 
 
+def test_the_serial_console_in_a_browser_shows_the_login_prompt(host: DevHost, vm: BootedVm,
+                                                                page: Page) -> None:
+    add_door_user(host, DOOR_USER, DOOR_PASSWORD)
+    open_console_page(page, host, vm.name, DOOR_USER, DOOR_PASSWORD, "terminal")
+    assert page.inner_text("#note") == f"{vm.name} has no screen: this is its serial console"
+    page.keyboard.press("Enter")  # getty answers with its prompt again
+    wait_for("the login prompt", lambda: f"{vm.name} login:" in terminal_text(page))
+    save_screenshot(page, "serial-console")
+
+
 def test_killing_the_agent_does_not_stop_the_vm(host: DevHost, vm: BootedVm) -> None:
     pid = unit_pid(host, vm.name)
     agent = int(host.run("systemctl", "show", "-p", "MainPID", "--value", "hcd.service").stdout)
@@ -289,6 +352,19 @@ def test_stop_powers_the_guest_off_and_start_boots_it_again(host: DevHost,
     assert instance(host, vm.name)["state"] == "running"
     assert guest(host, "cat", "/etc/hostname") == f"{vm.name}\n"
     assert guest(host, "cat", "/proc/cmdline").count("root=LABEL=hc-root") == 1
+
+
+def test_a_restart_always_vm_comes_back_after_a_reboot(host: DevHost, vm: BootedVm) -> None:
+    # The agent starts at boot and brings the VM back before it says it is ready: the dev
+    # host's boot lasts as long as the guest's under TCG.
+    devhosts.reboot(host.name, timeout=2 * BOOT_TIMEOUT)
+    wait_for("vm1 to be running again", lambda: instance(host, vm.name)["state"] == "running",
+             timeout=BOOT_TIMEOUT)
+    assert guest(host, "cat", "/etc/hostname") == f"{vm.name}\n"
+    journal = host.run("journalctl", "-b", "-u", "hcd.service", "-o", "cat").stdout
+    assert f"reconcile instances: restarted: {vm.name}" in journal, journal
+    # With its network: the tap is back on the bridge, the name resolves.
+    assert_name_resolves(host, vm)
 
 
 def test_rm_force_leaves_nothing(host: DevHost, vm: BootedVm) -> None:

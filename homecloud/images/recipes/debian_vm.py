@@ -47,6 +47,9 @@ ESP_STAGING = "esp"  # systemd-boot's configuration, likewise
 STEPS = ("configure", "kernel", "filesystem", "esp", "describe")
 DEBOOTSTRAP_SHARE = 0.9  # of the bar: debootstrap is nearly all of the time
 BAR = 1000
+# The system locale: one built into libc. Without it cloud-init sets Debian's default,
+# en_US.UTF-8, which needs locale-gen from `locales`, a package minbase lacks.
+LOCALE_FILE = ("etc/default/locale", "LANG=C.UTF-8\n")
 
 
 def prepare(options: BuildOptions) -> BuildOptions:
@@ -75,7 +78,7 @@ def _step(progress: ProgressCallback, index: int, message: str) -> None:
 
 def configure_guest(root: Path) -> None:
     """Write homecloud's guest files into the tree and enable its units."""
-    for path, text in FILES.items():
+    for path, text in (*FILES.items(), LOCALE_FILE):
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(text)
     for key in root.glob(SSH_HOST_KEYS_GLOB):

@@ -4,7 +4,8 @@
     start      start the domain (or adopt it when it already runs), wait until the guest is
                ready, tell systemd READY=1
     run        stay active while the domain runs (libvirt lifecycle events); exit when it
-               stops: 0 after a poweroff, 1 after a crash
+               stops: 0 after a poweroff, 1 after a crash, DESTROYED when it was destroyed
+               (`hc rm -f`, `virsh destroy`): the unit is not restarted then
     SIGTERM    press the power button (ACPI), wait, pull the plug after the stop timeout
 
 The domain itself runs under libvirtd, not in this unit: killing this process or the agent
@@ -30,16 +31,14 @@ from homecloud.errors import HomecloudError
 from homecloud.images.vmimage import READY_PORT
 from homecloud.instances.drivers import libvirt_conn
 from homecloud.instances.drivers.domainxml import channel_path, domain_name
+from homecloud.systemd.activation import notify
 
 READY_MODES = ("port", "agent", "running")
 READY_LINE = b"READY=1"
 CHECK_EVERY = 5.0  # seconds: a missed event (libvirtd restarting) is noticed this late
-
-
-def notify(**states: str) -> None:
-    import pystemd.daemon
-
-    pystemd.daemon.notify(False, **states)
+# The exit status after the domain was destroyed from outside: the unit's
+# RestartPreventExitStatus, so `--restart always` does not bring back a VM being removed.
+DESTROYED = 3
 
 
 class DomainUnit:
@@ -132,6 +131,9 @@ class DomainUnit:
         if self.stopping.is_set():
             self._shut_down()
             return 0
+        if libvirt_conn.was_destroyed(self.dom):
+            print(f"domain {self.name} was destroyed", file=sys.stderr)
+            return DESTROYED
         print(f"domain {self.name} {'crashed' if self.crashed else 'powered off'}",
               file=sys.stderr)
         return 1 if self.crashed else 0

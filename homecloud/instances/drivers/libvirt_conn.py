@@ -102,6 +102,16 @@ def shut_down(dom: libvirt.virDomain, timeout: float) -> None:
         destroy(dom)
 
 
+def was_destroyed(dom: libvirt.virDomain) -> bool:
+    """Whether the domain is off because someone destroyed it (not a poweroff or a crash)."""
+    lv = libvirt_module()
+    try:
+        state, reason = dom.state()
+    except lv.libvirtError:
+        return False
+    return bool(state == lv.VIR_DOMAIN_SHUTOFF and reason == lv.VIR_DOMAIN_SHUTOFF_DESTROYED)
+
+
 def destroy(dom: libvirt.virDomain) -> None:
     lv = libvirt_module()
     try:

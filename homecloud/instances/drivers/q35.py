@@ -14,10 +14,11 @@ runs (its guest may still be booting).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from homecloud.errors import HostError, UserError
 from homecloud.images.vmimage import ESP, INITRD, KERNEL, VmImage, read_vm_image
 from homecloud.instances.cloudinit import seed_path
 from homecloud.instances.context import Stdio, StepContext
-from homecloud.instances.drivers import libvirt_conn
+from homecloud.instances.drivers import domain_unit, libvirt_conn
 from homecloud.instances.drivers.domainxml import (
     OVMF_CODE,
     OVMF_PACKAGE,
@@ -36,6 +37,7 @@ from homecloud.instances.drivers.domainxml import (
     domain_uuid,
     domain_xml,
     slice_partition,
+    vnc_socket,
 )
 from homecloud.instances.drivers.qemu import guest_mac, memory_mib, vcpus
 from homecloud.instances.drivers.vm import VmMachine
@@ -180,8 +182,12 @@ class Q35(VmMachine):
             description=f"homecloud VM {instance.name} (libvirt domain "
                         f"{domain_name(instance.name)})",
             service_type="notify", notify_access="main", slice=self.host.slice,
+            # READY comes when the guest is up: under TCG that may be past systemd's
+            # default start timeout (90 s); the creation step's timeout is the one that counts.
+            timeout_start=timeout,
             timeout_stop=stop_timeout + STOP_MARGIN, restart=instance.spec.restart,
-            accounting=False, environment={"PYTHONUNBUFFERED": "1"})
+            accounting=False, environment={"PYTHONUNBUFFERED": "1"},
+            extra=[("RestartPreventExitStatus", "(aiai)", ([domain_unit.DESTROYED], []))])
         return self.host.systemd.start_transient(svc, timeout=timeout)
 
     def stop(self, instance: Instance, timeout: float | None = None) -> None:
@@ -198,6 +204,15 @@ class Q35(VmMachine):
             conn.close()
 
     def remove(self, instance: Instance) -> None:
+        """Pull the plug at once (a guest being removed needs no clean shutdown), then the
+        unit, which exits when its domain is destroyed, the domain and the dataset."""
+        conn = libvirt_conn.connect()
+        try:
+            dom = libvirt_conn.lookup(conn, domain_name(instance.name))
+            if dom is not None:
+                libvirt_conn.destroy(dom)
+        finally:
+            conn.close()
         self.host.systemd.discard(instance.unit)
         self._undefine(instance)
         self.host.pool.destroy(instance.dataset)
@@ -211,12 +226,37 @@ class Q35(VmMachine):
                             f"with `hc console {instance.name} --text`")
         return [sys.executable, "-m", DOMAINCTL, "exec", instance.name, "--", *argv]
 
+    @contextlib.contextmanager
+    def guest_agent(self, instance: Instance) -> Iterator[Any]:
+        """Through libvirt, which holds the domain's agent channel."""
+        if not self.image(instance).guest_agent:
+            yield None
+            return
+        conn = libvirt_conn.connect()
+        try:
+            dom = libvirt_conn.lookup(conn, domain_name(instance.name))
+            answers = (dom is not None and libvirt_conn.is_active(dom)
+                       and libvirt_conn.agent_answers(dom))
+            yield libvirt_conn.DomainAgent(dom, instance.name) if answers else None
+        finally:
+            conn.close()
+
     def log_command(self, instance: Instance, *, running: bool, lines: int,
                     follow: bool) -> list[str]:
         """The serial console's log, kept in the VM's dataset."""
         tail = shutil.which("tail") or "/usr/bin/tail"
         return [tail, "-n", str(lines), *(["-F"] if follow else []),
                 str(self.console_log(instance))]
+
+    def display_socket(self, instance: Instance) -> str | None:
+        """The VNC socket libvirt chose for the running domain."""
+        conn = libvirt_conn.connect()
+        try:
+            dom = libvirt_conn.lookup(conn, domain_name(instance.name))
+            path = None if dom is None or not dom.isActive() else vnc_socket(dom.XMLDesc(0))
+        finally:
+            conn.close()
+        return None if path is None else str(path)
 
     def console(self, instance: Instance) -> Any:
         """The serial console through libvirt (Ctrl-] detaches)."""

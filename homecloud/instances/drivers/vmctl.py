@@ -62,7 +62,9 @@ def _raw_terminal(fd: int) -> Iterator[None]:
         yield
         return
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    # TCSANOW, not setraw's default TCSAFLUSH: keys typed while connecting (a browser's
+    # console sends them as soon as its page opens) must reach the guest, not be discarded.
+    tty.setraw(fd, termios.TCSANOW)
     try:
         yield
     finally:
