@@ -216,8 +216,12 @@ def ensure_npm_packages(venv: Path = VENV) -> None:
            for name in NPM_PACKAGES):
         return
     if shutil.which("npm") is None:
-        say("npm is missing: browser terminals will lack xterm.js (install nodejs and npm)")
-        return
+        # Only when there is no npm at all: a machine's own Node.js (NodeSource's, say) carries
+        # an npm that Debian's package would fight with.
+        ensure_packages(("npm",))
+        if shutil.which("npm") is None:
+            say("npm is missing: browser terminals will lack xterm.js (install nodejs and npm)")
+            return
     say("installing xterm.js (npm)")
     run(["npm", "install", "--no-audit", "--no-fund", "--prefix", prefix, *NPM_PACKAGES])
 
