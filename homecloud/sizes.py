@@ -7,6 +7,7 @@ import re
 from homecloud.errors import UserError
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+_SECONDS_RE = re.compile(r"(\d+(?:\.\d+)?)([a-z]*)")
 _SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?", re.IGNORECASE)
 
 
@@ -35,3 +36,12 @@ def format_size(value: int) -> str:
             return f"{size:.1f}{unit}" if size < 10 else f"{size:.0f}{unit}"
         size /= 1024
     return f"{size:.0f}P"
+
+
+def parse_seconds(text: str, units: dict[str, float]) -> float | None:
+    """``text`` as a number with one of ``units`` (its seconds; a bare number is seconds), or
+    None when it is not one: each option says itself which units it takes and why not."""
+    match = _SECONDS_RE.fullmatch(text.strip().lower())
+    if not match or (match.group(2) and match.group(2) not in units):
+        return None
+    return float(match.group(1)) * units.get(match.group(2), 1)

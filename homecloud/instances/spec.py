@@ -14,7 +14,7 @@ from homecloud.instances.kinds import BUILTIN_KINDS
 from homecloud.names import validate_instance_name, validate_name
 from homecloud.network.ports import PortMapping, check_unique, parse_port_mapping
 from homecloud.ownunits import RESERVED_NAMES
-from homecloud.sizes import format_size, parse_size
+from homecloud.sizes import format_size, parse_seconds, parse_size
 
 RESTART_POLICIES = ("no", "always")
 # default: an address on the host's bridge, a DNS name, firewall rules for published ports;
@@ -24,8 +24,7 @@ MIN_MEMORY = 32 << 20
 # --idle: long enough for a guest to boot and answer, short enough to be a real bound.
 MIN_IDLE = 1.0
 MAX_IDLE = 7 * 86400.0
-_IDLE_RE = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)?")
-_IDLE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_IDLE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -193,11 +192,11 @@ def parse_idle(text: str | int | float) -> float:
     if isinstance(text, int | float):
         seconds = float(text)
     else:
-        match = _IDLE_RE.fullmatch(text.strip().lower())
-        if not match:
+        parsed = parse_seconds(text, _IDLE_UNITS)
+        if parsed is None:
             raise UserError(f"--idle {text!r} is invalid: give a duration like 30s, 10m, 2h "
                             "or 1d")
-        seconds = float(match.group(1)) * _IDLE_UNITS[match.group(2) or "s"]
+        seconds = parsed
     if not MIN_IDLE <= seconds <= MAX_IDLE:
         raise UserError(f"--idle {text!r} is out of range: give {MIN_IDLE:g}s to "
                         f"{MAX_IDLE / 86400:g}d")

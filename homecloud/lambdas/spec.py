@@ -9,12 +9,12 @@ from typing import Any
 
 from homecloud.errors import UserError
 from homecloud.names import MAX_NAME
-from homecloud.sizes import format_size, parse_size
+from homecloud.sizes import format_size, parse_seconds, parse_size
 
 # Lambda names become instance, unit (hc-NAME.service) and dataset names.
 _NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|min)?")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0}
 MIN_MEMORY = 16 << 20
 DEFAULT_MEMORY = 128 << 20
 DEFAULT_TIMEOUT = 10.0
@@ -41,11 +41,10 @@ def parse_duration(text: str | float, what: str = "--timeout") -> float:
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
-        match = _DURATION_RE.fullmatch(text.strip())
-        if not match:
+        parsed = parse_seconds(text, _DURATION_UNITS)
+        if parsed is None:
             raise UserError(f"{what} {text!r} is invalid: use seconds (10, 10s), 500ms or 2m")
-        unit = match.group(2) or "s"
-        seconds = float(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "min": 60}[unit]
+        seconds = parsed
     if not 0.1 <= seconds <= MAX_TIMEOUT:
         raise UserError(f"{what} must be between 100ms and {MAX_TIMEOUT:g}s")
     return seconds
