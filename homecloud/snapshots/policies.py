@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -76,6 +77,8 @@ class PolicyService:
         self.timers = timers
         self.replicate = replicate
         self.configured = dict(configured or {})  # config.yaml's, by instance
+        self._running: dict[str, threading.Lock] = {}
+        self._running_guard = threading.Lock()
 
     def set(self, instance: str, keep: str, every: str | None = None,
             replicate_to: str | None = None) -> Policy:
@@ -165,7 +168,14 @@ class PolicyService:
     def run(self, instance: str) -> RunResult:
         """Snapshot now, replicate if asked, then prune what the counts no longer keep. A
         failed replication leaves every snapshot its peer may need, and is shown in
-        `hc policy ls`."""
+        `hc policy ls`. Runs of one policy take turns (its timer and `hc policy run` may
+        meet): each prunes from what the one before it sent."""
+        with self._running_guard:
+            lock = self._running.setdefault(instance, threading.Lock())
+        with lock:
+            return self._run(instance)
+
+    def _run(self, instance: str) -> RunResult:
         policy = self.require(instance)
         try:
             self.snapshots.instances.instance(instance)

@@ -19,6 +19,8 @@ from homecloud.snapshots.schedule import POLICY_UNIT_PREFIX, render_timer, timer
 from homecloud.systemd.transient import Systemd
 
 UNIT_DIR = Path("/etc/systemd/system")
+# Where systemd keeps a Persistent= timer's last run; it outlives the timer's unit file.
+STAMP_DIR = Path("/var/lib/systemd/timers")
 TEMPLATE = f"{POLICY_UNIT_PREFIX}.service"
 WANTS = "timers.target.wants"
 
@@ -36,9 +38,11 @@ def bindir() -> Path:
 
 
 class PolicyTimers:
-    def __init__(self, systemd: Systemd, unit_dir: Path = UNIT_DIR) -> None:
+    def __init__(self, systemd: Systemd, unit_dir: Path = UNIT_DIR,
+                 stamp_dir: Path = STAMP_DIR) -> None:
         self.systemd = systemd
         self.unit_dir = unit_dir
+        self.stamp_dir = stamp_dir
 
     def install(self, instance: str, every: int) -> None:
         """Write (or rewrite) the policy's timer, enable it and (re)start it."""
@@ -46,6 +50,10 @@ class PolicyTimers:
         changed = write_if_changed(self.unit_dir / TEMPLATE,
                                    template.replace("@BINDIR@", str(bindir())))
         unit = timer_unit(instance)
+        if not (self.unit_dir / unit).exists():
+            # A new policy: the last run of an earlier, removed one of this instance must not
+            # count as missed (Persistent= would start a run the moment the timer starts).
+            self._forget_last_run(unit)
         changed |= write_if_changed(self.unit_dir / unit, render_timer(instance, every))
         link = self.unit_dir / WANTS / unit
         if not link.is_symlink():
@@ -67,6 +75,11 @@ class PolicyTimers:
             (self.unit_dir / unit).unlink()
         self._reload()
         self.systemd.reset_failed(unit)
+        self._forget_last_run(unit)
+
+    def _forget_last_run(self, unit: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.stamp_dir / f"stamp-{unit}").unlink()
 
     def installed(self) -> set[str]:
         """Instances whose policy timer is on disk."""

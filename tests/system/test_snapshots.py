@@ -10,6 +10,7 @@ the snapshots, datasets and instances as they were.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -230,6 +231,29 @@ def test_a_policy_runs_on_a_systemd_timer_and_prunes_only_its_own(private_devhos
     assert "hc-policy@web" not in timers(host)
     assert policy_files(host) == ""
     assert host.hc("policy", "ls", json=True) == []
+
+
+STAMP = "/var/lib/systemd/timers/stamp-hc-policy@web.timer"
+
+
+def test_a_new_policy_does_not_catch_up_on_a_removed_ones_runs(private_devhost: DevHost,
+                                                                web: str) -> None:
+    """systemd keeps a Persistent= timer's last run beside, not in, its unit: a policy set
+    again long after an earlier one ran must not start a run the moment its timer starts."""
+    host = private_devhost
+    host.run("mkdir", "-p", "/var/lib/systemd/timers")
+    host.run("touch", "-d", "2020-01-06 00:00 UTC", STAMP)  # as an old policy's timer left it
+    before = set(snapshots(host, web))
+    host.hc("policy", "set", web, "--keep", "yearly=1", "--every", "1w")
+    try:
+        last = host.run("systemctl", "show", "-P", "LastTriggerUSec",
+                        "hc-policy@web.timer").stdout.strip()
+        assert last in ("", "n/a"), last  # never triggered: no catch-up run
+        time.sleep(3)
+        assert set(snapshots(host, web)) == before
+    finally:
+        host.hc("policy", "rm", web)
+    assert host.run("test", "-e", STAMP, check=False).returncode == 1  # forgotten with it
 
 
 BAD_POLICIES = [
