@@ -73,9 +73,9 @@ def read_password() -> str:
 
 
 def _user_path(name: str, rest: str = "") -> str:
-    from urllib.parse import quote
+    from homecloud.client.paths import quoted
 
-    return f"/v1/users/{quote(name, safe='')}{rest}"
+    return f"/v1/users/{quoted(name)}{rest}"
 
 
 def add_user(args: argparse.Namespace) -> int:
@@ -144,7 +144,7 @@ def list_routes(args: argparse.Namespace) -> int:
 
 
 def remove_route(args: argparse.Namespace) -> int:
-    from urllib.parse import quote
+    from homecloud.client.paths import quoted
 
-    api().call("DELETE", f"/v1/routes?match={quote(args.match, safe='')}")
+    api().call("DELETE", f"/v1/routes?match={quoted(args.match)}")
     return 0

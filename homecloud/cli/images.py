@@ -117,8 +117,8 @@ def list_images(args: argparse.Namespace) -> int:
 def remove_images(args: argparse.Namespace) -> int:
     client = api()
     for name in args.name:
-        from urllib.parse import quote
+        from homecloud.client.paths import quoted
 
-        client.call("DELETE", f"/v1/images/{quote(name, safe='')}")
+        client.call("DELETE", f"/v1/images/{quoted(name)}")
         print(f"removed image {name}")
     return 0

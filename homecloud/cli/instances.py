@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 
 def _path(name: str, action: str = "") -> str:
-    from urllib.parse import quote
+    from homecloud.client.paths import quoted
 
-    return f"/v1/instances/{quote(name, safe='')}" + (f"/{action}" if action else "")
+    return f"/v1/instances/{quoted(name)}" + (f"/{action}" if action else "")
 
 
 def register(commands: Any) -> None:

@@ -72,9 +72,9 @@ def register(commands: Any) -> None:
 
 
 def _path(name: str, rest: str = "") -> str:
-    from urllib.parse import quote
+    from homecloud.client.paths import quoted
 
-    return f"/v1/lambdas/{quote(name, safe='')}{rest}"
+    return f"/v1/lambdas/{quoted(name)}{rest}"
 
 
 def deploy_lambda(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Entry points into the client and output modules, imported on first use.
 
-Every command registers its parser at start-up; only the command that runs pays for the client,
-JSON and table code it needs (`hc --version` and `--help` load none of it).
+Commands declare their parsers at start-up (only the one given is built: lazyparsers.py); only
+the command that runs pays for the client, JSON and table code it needs (`hc --version` and
+`--help` load none of it).
 """
 
 from __future__ import annotations

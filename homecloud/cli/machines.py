@@ -65,9 +65,9 @@ def register(commands: Any) -> None:
 
 
 def _path(name: str, rest: str = "") -> str:
-    from urllib.parse import quote
+    from homecloud.client.paths import quoted
 
-    return f"/v1/machines/{quote(name, safe='')}{rest}"
+    return f"/v1/machines/{quoted(name)}{rest}"
 
 
 def add_machine(args: argparse.Namespace) -> int:
@@ -108,7 +108,8 @@ def list_machines(args: argparse.Namespace) -> int:
     for machine in items:
         for step in machine["steps"]:
             if step["status"] == "failed" and step["message"]:
-                print(f"{machine['name']}: {step['id']} failed: {step['message']}")
+                # The message names the action that failed ("partition failed: ...").
+                print(f"{machine['name']}: step {step['id']}: {step['message']}")
     return 0
 
 

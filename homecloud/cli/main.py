@@ -13,10 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from homecloud import __version__
-from homecloud.errors import EXIT_USAGE, exit_status
+from homecloud.cli.lazyparsers import Parser, RawDescriptionFormatter
+from homecloud.errors import exit_status
 
-# The module that registers each command word: `hc WORD ...` builds only that module's parsers
-# (building all of them costs ~8 ms at every start); --help and unknown words build them all.
+# The module that registers each command word: `hc WORD ...` imports only that module, and
+# builds only the parsers its words reach (lazyparsers.py); --help and unknown words import all.
 COMMAND_MODULES = {
     **dict.fromkeys(("run", "ls", "inspect", "start", "stop", "restart", "rm", "exec",
                      "shell", "console", "logs"), "instances"),
@@ -52,18 +53,14 @@ GLOBAL_OPTIONS = {"--host": "HC_HOST", "--token": "HC_TOKEN", "--fingerprint": "
                   "--ca": "HC_CA"}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-
-
 def build_parser(words: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The parser for ``words`` (all commands when they name none, or none known)."""
-    parser = _Parser(prog="hc", description="homecloud: containers, VMs and services on this "
-                     "host, fast.", epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The parser for ``words``: every command's (for the listing) when they name none, or
+    none known; otherwise that command's, built only as deep as ``words`` go."""
+    at = _command_index(words)
+    first = None if at is None else words[at]
+    parser = Parser(prog="hc", description="homecloud: containers, VMs and services on this "
+                    "host, fast.", epilog=EPILOG, formatter_class=RawDescriptionFormatter,
+                    words=() if at is None else words[at:])
     parser.add_argument("--version", action="version", version=f"hc {__version__}")
     remote = parser.add_argument_group("another host, through its front door")
     remote.add_argument("--host", metavar="URL", help="https://HOST[:PORT] ($HC_HOST)")
@@ -73,24 +70,28 @@ def build_parser(words: Sequence[str] = ()) -> argparse.ArgumentParser:
                         "($HC_FINGERPRINT)")
     remote.add_argument("--ca", metavar="FILE", help="trust certificates signed by FILE "
                         "($HC_CA; default: the system's)")
-    commands = parser.add_subparsers(dest="area", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="area", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    first = _command_word(words)
     wanted = (COMMAND_MODULES[first],) if first in COMMAND_MODULES else MODULES
     for name in wanted:
         importlib.import_module(f"homecloud.cli.{name}").register(commands)
+    parser.complete()
     return parser
 
 
-def _command_word(words: Sequence[str]) -> str | None:
+def _command_index(words: Sequence[str]) -> int | None:
+    """Where the command word is in ``words`` (None: there is none, or help for hc itself
+    comes first, which lists every command)."""
     skip = False
-    for word in words:
+    for index, word in enumerate(words):
         if skip:
             skip = False
+        elif word in ("-h", "--help"):
+            return None
         elif word in GLOBAL_OPTIONS:
             skip = True
         elif not word.startswith("-"):
-            return word
+            return index
     return None
 
 

@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
 
 def _path(instance: str, snapshot: str = "", action: str = "") -> str:
-    from urllib.parse import quote
+    from homecloud.client.paths import quoted
 
-    path = f"/v1/instances/{quote(instance, safe='')}/snapshots"
+    path = f"/v1/instances/{quoted(instance)}/snapshots"
     if snapshot:
-        path += f"/{quote(snapshot, safe='')}"
+        path += f"/{quoted(snapshot)}"
     return path + (f"/{action}" if action else "")
 
 
@@ -185,9 +185,8 @@ def rollback_snapshot(args: argparse.Namespace) -> int:
 
 
 def clone_snapshot(args: argparse.Namespace) -> int:
-    from urllib.parse import quote
-
     from homecloud.cli.instances import _step_progress
+    from homecloud.client.paths import quoted
 
     sender, slash, text = args.ref.rpartition("/")
     instance, snapshot = _ref(text)
@@ -198,7 +197,8 @@ def clone_snapshot(args: argparse.Namespace) -> int:
             print(f"hc: {args.ref} was received from {sender}: say which image makes the "
                   "clone with --image IMAGE (e.g. the one it runs there)", file=sys.stderr)
             return 1
-        path = f"/v1/replicas/{quote(sender, safe='')}" + _path(instance, snapshot, "clone")
+        path = (f"/v1/replicas/{quoted(sender)}"
+                + _path(instance, snapshot, "clone").removeprefix("/v1"))
         stream = api().stream("POST", path, {"name": args.name, "image": args.image})
     else:
         stream = api().stream("POST", _path(instance, snapshot, "clone"), {"name": args.name})
@@ -221,9 +221,9 @@ def remove_snapshots(args: argparse.Namespace) -> int:
 
 
 def _policy_path(instance: str, action: str = "") -> str:
-    from urllib.parse import quote
+    from homecloud.client.paths import quoted
 
-    return f"/v1/instances/{quote(instance, safe='')}/policy" + (f"/{action}" if action else "")
+    return f"/v1/instances/{quoted(instance)}/policy" + (f"/{action}" if action else "")
 
 
 def set_policy(args: argparse.Namespace) -> int:
@@ -293,9 +293,9 @@ def run_policy(args: argparse.Namespace) -> int:
 
 
 def send_snapshot(args: argparse.Namespace) -> int:
-    from urllib.parse import quote
+    from homecloud.client.paths import quoted
 
-    result = api().call("POST", f"/v1/instances/{quote(args.instance, safe='')}/send",
+    result = api().call("POST", f"/v1/instances/{quoted(args.instance)}/send",
                         {"to": args.to})
     for stream in result["streams"]:
         print(f"sent {stream}")
@@ -339,8 +339,8 @@ def trusted(peer: dict[str, Any]) -> str:
 
 
 def remove_peer(args: argparse.Namespace) -> int:
-    from urllib.parse import quote
+    from homecloud.client.paths import quoted
 
-    api().call("DELETE", f"/v1/peers/{quote(args.name, safe='')}")
+    api().call("DELETE", f"/v1/peers/{quoted(args.name)}")
     print(f"removed peer {args.name}")
     return 0

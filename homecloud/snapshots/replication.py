@@ -3,8 +3,8 @@
 The sender asks the receiver which snapshots of each dataset it holds, and sends the newest
 snapshot as the difference from the newest one both have (the whole snapshot when they share
 none), its volumes first and its own dataset last, as for creation. Each stream carries its
-SHA-256 (framing.py); the receiver reads it into ``replicas/<sender>/<dataset>`` and keeps it
-only if the digest matches and ``btrfs receive`` succeeded. A receive that fails part-way
+length and CRC-32 (framing.py); the receiver reads it into ``replicas/<sender>/<dataset>`` and
+keeps it only if they match and ``btrfs receive`` succeeded. A receive that fails part-way
 leaves nothing (the driver receives into a work directory that is removed on failure).
 
 The receive route is part of the agent's API, so only an authenticated caller reaches it: root
@@ -25,7 +25,7 @@ from typing import BinaryIO
 from homecloud.client.tls import normal_fingerprint
 from homecloud.errors import Conflict, NotFound, UserError
 from homecloud.names import dns_label
-from homecloud.snapshots.framing import DigestCheckedReader, DigestWriter
+from homecloud.snapshots.framing import CheckedReader, ChecksumWriter
 from homecloud.snapshots.naming import validate_snapshot_name
 from homecloud.snapshots.records import PeerRecord, SnapshotRecords
 from homecloud.snapshots.service import SnapshotService
@@ -143,7 +143,7 @@ class Replicator:
             def write(out: BinaryIO, dataset: str = dataset, parent: str | None = parent
                       ) -> None:
                 nonlocal sent
-                framed = DigestWriter(out)
+                framed = ChecksumWriter(out)
                 try:
                     pool.send(dataset, snapshot, framed,  # type: ignore[arg-type]
                               parent=parent)
@@ -180,7 +180,7 @@ class Replicator:
             if parent is not None and parent not in held:
                 raise Conflict(f"cannot apply a stream based on {parent}: {target} does not "
                                "hold it (send the whole snapshot)")
-            checked = DigestCheckedReader(stream)
+            checked = CheckedReader(stream)
             try:
                 self.snapshots.pool.receive(target, snapshot, checked)  # type: ignore[arg-type]
             finally:

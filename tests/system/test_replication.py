@@ -1,5 +1,5 @@
 """Replication (issue 12): `hc snapshot send` and policies' --replicate-to, streamed into the
-receiving agent's API with a SHA-256 trailer; full, then incremental; damaged, cut and
+receiving agent's API with a length and CRC-32 trailer; full, then incremental; damaged, cut and
 unauthenticated streams refused with nothing kept; a peer that does not answer retried, its
 base snapshot never pruned.
 
@@ -18,6 +18,11 @@ from cli_checks import POOL, ensure_busybox, hc_fails, wait_for
 from homecloud.devhost import DevHost
 
 pytestmark = pytest.mark.system
+
+# The trailer homecloud.snapshots.framing appends (length, CRC-32; big-endian) of the file
+# named after it, written to stdout: a sender that is not homecloud's.
+TRAILER = ("/usr/bin/python3 -c 'import struct, sys, zlib; d = open(sys.argv[1], \"rb\").read(); "
+           "sys.stdout.buffer.write(struct.pack(\">QI\", len(d), zlib.crc32(d)))'")
 
 SOCKET = "/run/homecloud/hc.sock"
 SNAPSHOTS = f"{POOL}/.snapshots"
@@ -88,8 +93,9 @@ def post_stream(host: DevHost, stream_cmd: str, query: str, user: str | None = N
 
 
 @pytest.mark.parametrize(("tail", "message"), [
-    ("head -c 32 /dev/zero", "stream is damaged"),  # a wrong digest
-    ("true", "stream is damaged"),  # no digest at all: cut short
+    ("head -c 12 /dev/zero", "stream is damaged"),  # a wrong trailer
+    (f"{TRAILER} /dev/null", "stream is damaged"),  # a trailer for another stream
+    ("true", "stream is damaged"),  # no trailer at all: cut short
 ])
 def test_a_damaged_stream_is_refused_and_nothing_kept(private_devhost: DevHost,
                                                       web: tuple[str, str], tail: str,
@@ -117,30 +123,30 @@ def test_an_unauthenticated_stream_never_reaches_the_pool(private_devhost: DevHo
 
 def framed_stream(host: DevHost, snapshot: str) -> str:
     """A well-framed stream of web@SNAPSHOT saved in the host's /tmp; its path (the stream,
-    then PATH.sha: its SHA-256)."""
+    then PATH.sum: its trailer, length and CRC-32)."""
     path = f"/tmp/stream-{snapshot}"
     host.hc("snapshot", "create", "web", "--name", snapshot, check=False)
     host.run("sh", "-c", f"btrfs send -q -f {path} {SNAPSHOTS}/instances/web/{snapshot} && "
-             f"openssl dgst -sha256 -binary {path} > {path}.sha")
+             f"{TRAILER} {path} > {path}.sum")
     return path
 
 
 def test_two_receives_into_one_dataset_take_turns(private_devhost: DevHost,
                                                   web: tuple[str, str]) -> None:
-    """The first stream pauses before its digest; the second, sent meanwhile, waits for it,
+    """The first stream pauses before its trailer; the second, sent meanwhile, waits for it,
     then finds the snapshot there: one received, the other refused, nothing half-made."""
     host = private_devhost
     path = framed_stream(host, "turns")
     query = "dataset=instances/web&snapshot=turns"
     first = subprocess.Popen(
-        host.command(["sh", "-c", curl_stream(f"(cat {path}; sleep 3; cat {path}.sha)", query,
+        host.command(["sh", "-c", curl_stream(f"(cat {path}; sleep 3; cat {path}.sum)", query,
                                               "turns")]),
         stdout=subprocess.PIPE, text=True, env=host.environment())
     try:
         # The first is being received once its `btrfs receive` runs.
         wait_for("the first receive", lambda: host.run(
             "pgrep", "-f", "btrfs receive", check=False).returncode == 0)
-        second = host.run("sh", "-c", curl_stream(f"cat {path} {path}.sha", query,
+        second = host.run("sh", "-c", curl_stream(f"cat {path} {path}.sum", query,
                                                   "turns")).stdout
         first_answer, _ = first.communicate(timeout=60)
     finally:
