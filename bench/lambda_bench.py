@@ -6,13 +6,14 @@ last one); also the first request of a burst, which starts that unit, on a fresh
     route, one kept-alive connection) against (a) `systemd-run --pipe --wait -p DynamicUser=yes`
     of the same script by hand and (b) nginx serving a static file over HTTPS (the floor);
 (2) throughput with wrk (16 connections) through the door against nginx + fcgiwrap running the
-    same script over HTTPS with the door's certificate (the classic process-per-request setup).
+    same script over HTTPS with the door's certificate (the classic process-per-request setup),
+    --wrk-runs pairs, the two ways taking turns.
 
 Boots its own dev host `bench-lambda` (or uses --devhost NAME); everything runs inside it. Not a
 test: run it on purpose, as root. Needs wrk and fcgiwrap (Debian packages).
 
     /opt/homecloud/venv/bin/python bench/lambda_bench.py [--requests 200] [--seconds 10]
-        [--devhost NAME] [--keep] [--json]
+        [--wrk-runs 3] [--devhost NAME] [--keep] [--json]
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchhost import bench_devhost, devhost_arguments, log, parse_root_arguments  # noqa: E402
 from timing import p50_p95_ms  # noqa: E402
+
+from homecloud.devhost import DevHost  # noqa: E402
+from homecloud.devhost.cgroups import devhost_cgroup, writable_hierarchies  # noqa: E402
 
 CODE = "/srv/bench-lambda"
 SCRIPTS = {"hello.sh": "#!/bin/sh\necho hello\n",
@@ -105,25 +109,45 @@ print(json.dumps(samples))
 """
 
 
-def wrk(host: object, url: str, seconds: int) -> float:
-    """Requests per second wrk measured (16 connections, 2 threads)."""
-    out = host.run("wrk", "-t2", "-c16", f"-d{seconds}s", url,  # type: ignore[attr-defined]
-                   timeout=seconds + 60).stdout
+def cpu_seconds(name: str) -> float | None:
+    """CPU time the dev host ``name`` has used (all its units; not wrk, which runs in the
+    caller's cgroup): None without a cgroup2 hierarchy to read it from."""
+    for hierarchy in writable_hierarchies():
+        stat = hierarchy / devhost_cgroup(name).relative_to("/") / "cpu.stat"
+        if stat.exists():
+            found = re.search(r"^usage_usec (\d+)$", stat.read_text(), re.M)
+            if found:
+                return int(found.group(1)) / 1e6
+    return None
+
+
+def wrk(host: DevHost, url: str, seconds: int) -> dict[str, float | None]:
+    """Requests per second wrk measured (16 connections, 2 threads), and the serving side's
+    CPU time per request (everything in the dev host; the load-independent part)."""
+    before = cpu_seconds(host.name)
+    out = host.run("wrk", "-t2", "-c16", f"-d{seconds}s", url, timeout=seconds + 60).stdout
+    after = cpu_seconds(host.name)
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match:
+    total = re.search(r"(\d+) requests in", out)
+    if not match or not total:
         raise RuntimeError(f"wrk said: {out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} failed requests under wrk")
-    return float(match.group(1))
+    cpu = None if before is None or after is None else \
+        round((after - before) / int(total.group(1)) * 1e3, 3)
+    return {"req/s": float(match.group(1)), "cpu ms/req": cpu}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="timed requests per way")
     parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--wrk-runs", type=int, default=3, help="wrk runs per way, taking turns")
     devhost_arguments(parser, "bench-lambda")
     args = parse_root_arguments(parser, "requests")
+    if args.wrk_runs < 1:
+        parser.error("--wrk-runs must be at least 1")
     results: dict[str, object] = {}
     with bench_devhost(args.devhost, "bench-lambda", args.keep) as host:
         for tool in ("wrk", "fcgiwrap"):
@@ -163,11 +187,16 @@ def main() -> int:
                        timeout=3600).stdout
         latency = {way: p50_p95_ms(samples) for way, samples in json.loads(out).items()}
         results["latency"] = latency
-        log(f"throughput: wrk, 16 connections, {args.seconds} s each")
-        results["throughput"] = {
-            "door sh": wrk(host, "https://127.0.0.1/bench-cgi", args.seconds),
-            "nginx + fcgiwrap sh": wrk(host, f"https://127.0.0.1:{PORT}/cgi", args.seconds),
-        }
+        log(f"throughput: wrk, 16 connections, {args.seconds} s each, {args.wrk_runs} runs "
+            "per way")
+        urls = {"door sh": "https://127.0.0.1/bench-cgi",
+                "nginx + fcgiwrap sh": f"https://127.0.0.1:{PORT}/cgi"}
+        runs: dict[str, list[dict[str, float | None]]] = {way: [] for way in urls}
+        for _ in range(args.wrk_runs):
+            for way, url in urls.items():
+                runs[way].append(wrk(host, url, args.seconds))
+        results["throughput"] = runs
+        results["load average"] = host.run("cat", "/proc/loadavg").stdout.split()[:3]
         for unit in ("bench-fcgiwrap", "bench-nginx"):
             host.run("systemctl", "stop", unit, check=False)
         for name in LAMBDAS:
@@ -184,9 +213,12 @@ def main() -> int:
               f", p95 {door['p95_ms'] / by_hand['p95_ms']:.2f}x (target <= 1.3x)")
     throughput = results["throughput"]
     assert isinstance(throughput, dict)
-    door_rps, fcgi_rps = throughput["door sh"], throughput["nginx + fcgiwrap sh"]
-    print(f"throughput: door {door_rps:.0f} req/s, nginx + fcgiwrap {fcgi_rps:.0f} req/s: "
-          f"{door_rps / fcgi_rps:.2f}x (target >= 1x)")
+    for door, fcgi in zip(throughput["door sh"], throughput["nginx + fcgiwrap sh"],
+                          strict=True):
+        print(f"throughput: door {door['req/s']:.0f} req/s ({door['cpu ms/req']} ms CPU each), "
+              f"nginx + fcgiwrap {fcgi['req/s']:.0f} req/s ({fcgi['cpu ms/req']} ms CPU each): "
+              f"{door['req/s'] / fcgi['req/s']:.2f}x (target >= 1x)")
+    print(f"load average at the end: {' '.join(results['load average'])}")  # type: ignore[arg-type]
     return 0
 
 

@@ -23,10 +23,10 @@ ADMIN_GROUP = "admin"
 # The agent's API through the door: https://HOST/_hc/api/v1/... for members of ADMIN_GROUP.
 API_PREFIX = f"{OWN_PREFIX}api/"
 REMOTE_USER_HEADER = "X-Remote-User"
-# A lambda route leads to that lambda's own socket (hc-NAME.socket); nginx names the
-# route's path in this header (a client's own is replaced).
+# A lambda route leads to that lambda's own socket (hc-NAME.socket) over SCGI; nginx names the
+# route's path in this variable (a client's headers all arrive as HTTP_*: it cannot set it).
 LAMBDA_RUN_DIR = "/run/hc-lambda"
-ROUTE_HEADER = "X-HC-Route"
+ROUTE_VARIABLE = "HC_ROUTE"
 
 
 def lambda_socket(name: str) -> str:

@@ -20,7 +20,7 @@ from homecloud.frontdoor import (
     AUTH_SOCKET,
     OWN_PREFIX,
     REMOTE_USER_HEADER,
-    ROUTE_HEADER,
+    ROUTE_VARIABLE,
     RUN_DIR,
     SESSION_COOKIE,
     lambda_socket,
@@ -196,16 +196,23 @@ _LAMBDA_DOWN_LOCATION = f"""\
 
 
 def _lambda_proxy(route: Route) -> list[str]:
-    """To the lambda's own socket, naming the route (set here, so a client cannot choose
-    it). The lambda bounds each request's time itself; its own 502s pass through."""
-    return [f"set $hc_lambda {route.lambda_name};",
-            f"error_page 502 = {_LAMBDA_DOWN};",
-            f"proxy_pass http://unix:{lambda_socket(str(route.lambda_name))}:;",
-            f'proxy_set_header {ROUTE_HEADER} "{route.path}";',
-            "proxy_set_header Host $host;",
-            "proxy_set_header X-Real-IP $remote_addr;",
-            "proxy_read_timeout 3700s;",
-            "proxy_request_buffering on;"]
+    """To the lambda's own socket over SCGI (homecloud/lambdas/cgi.py), naming the route and
+    the user (variables without HTTP_: a client cannot set them). The lambda bounds each
+    request's time itself; its own 502s pass through."""
+    lines = [f"set $hc_lambda {route.lambda_name};",
+             f"error_page 502 = {_LAMBDA_DOWN};",
+             f"scgi_pass unix:{lambda_socket(str(route.lambda_name))};",
+             "scgi_param REQUEST_METHOD $request_method;",
+             "scgi_param REQUEST_URI $request_uri;",
+             "scgi_param REMOTE_ADDR $remote_addr;",
+             f'scgi_param {ROUTE_VARIABLE} "{route.path}";',
+             "scgi_read_timeout 3700s;",
+             "scgi_request_buffering on;"]
+    if not route.public:  # the user's password and session stay at the door
+        lines += ["scgi_param REMOTE_USER $hc_user if_not_empty;",
+                  'scgi_param HTTP_AUTHORIZATION "" if_not_empty;',
+                  "scgi_param HTTP_COOKIE $hc_backend_cookie if_not_empty;"]
+    return lines
 
 
 def _route_block(route: Route) -> str:
@@ -320,7 +327,9 @@ http {{
     # The request's cookies without homecloud's session.
     map $http_cookie $hc_backend_cookie {{
         default $http_cookie;
-        "~^(?<hc_c1>.*?)(?:^|;\\s*){SESSION_COOKIE}=[^;]*;?\\s*(?<hc_c2>.*)$" "$hc_c1$hc_c2";
+        # First, or after another (what follows keeps its own "; "); regexes match in order.
+        "~^{SESSION_COOKIE}=[^;]*;?\\s*(?<hc_c2>.*)$" "$hc_c2";
+        "~^(?<hc_c1>.*?);\\s*{SESSION_COOKIE}=[^;]*(?<hc_c2>(?:;.*)?)$" "$hc_c1$hc_c2";
     }}
     upstream hc_auth {{
         server unix:{AUTH_SOCKET};

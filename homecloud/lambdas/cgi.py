@@ -1,4 +1,5 @@
-"""The contract between a request and a lambda's process (CGI/1.1 style). Pure.
+"""The contract between a request and a lambda's process (CGI/1.1 style), and the SCGI request
+the front door sends a lambda's socket. Pure.
 
 In: the method, path, query and headers in the environment (REQUEST_METHOD, SCRIPT_NAME (the
 route), PATH_INFO (the rest of the path), QUERY_STRING, CONTENT_LENGTH, CONTENT_TYPE, HTTP_*
@@ -6,6 +7,12 @@ for the other headers, REMOTE_USER for a logged-in user, REMOTE_ADDR), the body 
 Out: on stdout, optional CGI headers (``Status: 404 Not Found``, ``Content-Type: ...``, any
 other header) and a blank line, then the body. Output that does not start with header lines
 and a blank line is all body, answered 200 text/plain.
+
+The door (nginx, ``scgi_pass``) sends each request as one netstring of NUL-separated names and
+values (CONTENT_LENGTH first, then the variables the door sets, then the client's headers as
+HTTP_*), followed by the body; the answer is a CGI response (``Status:`` and headers, a blank
+line, the body), read until the connection closes. A client's headers all arrive as HTTP_*, so
+the variables without that prefix (the route, the user, the client's address) are the door's.
 """
 
 from __future__ import annotations
@@ -14,7 +21,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# Headers nginx or the gateway set that a lambda must not see as the client's.
+# The variable naming the route's path prefix: the door's ROUTE_VARIABLE (homecloud.frontdoor,
+# which the spawner does without importing).
+ROUTE_VARIABLE = "HC_ROUTE"
+# Headers a lambda must not see: the client's credentials, and names homecloud once set itself
+# (a client sending them proves nothing).
 _HIDDEN = {"authorization", "x-hc-lambda", "x-hc-route", "x-remote-user",
            "x-real-ip", "connection", "proxy"}  # Proxy: the httpoxy trap (HTTP_PROXY)
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -64,6 +75,48 @@ def environment(request: Request, server_name: str = "homecloud") -> dict[str, s
     return env
 
 
+def scgi_head_length(data: bytes) -> int | None:
+    """How many bytes of ``data`` (what arrived so far) the SCGI head takes, its netstring
+    with the length and the trailing comma; None while its length is still arriving.
+    ValueError if it is not a netstring."""
+    digits, colon, _ = data.partition(b":")
+    if len(digits) > 8 or digits and not digits.isdigit() or colon and not digits:
+        raise ValueError("not an SCGI request")
+    return len(digits) + 1 + int(digits) + 1 if colon else None
+
+
+def scgi_head(variables: Iterable[tuple[str, str]]) -> bytes:
+    """The SCGI head the door would send with ``variables`` (CONTENT_LENGTH first): to speak
+    to a lambda's socket without the door."""
+    content = b"".join(f"{name}\0{value}\0".encode("latin-1") for name, value in variables)
+    return b"%d:%s," % (len(content), content)
+
+
+def scgi_request(head: bytes) -> Request:
+    """The request in the SCGI head ``head`` (as long as scgi_head_length said).
+    ValueError if it is malformed."""
+    digits, _, rest = head.partition(b":")
+    if rest[-1:] != b"," or len(rest) != int(digits) + 1:
+        raise ValueError("not an SCGI request")
+    items = rest[:-1].decode("latin-1").split("\0")
+    if len(items) % 2 == 0 or items[-1] != "":  # name, value, ..., and the last NUL
+        raise ValueError("not an SCGI request")
+    found: dict[str, str] = {}
+    headers = []
+    for name, value in zip(items[0:-1:2], items[1::2], strict=True):
+        if name.startswith("HTTP_"):  # the client's header, back to its name
+            headers.append((name[5:].lower().replace("_", "-"), value))
+        else:
+            found[name] = value
+    length = found.get("CONTENT_LENGTH", "")
+    if not length.isdigit():
+        raise ValueError("an SCGI request without its CONTENT_LENGTH")
+    path, _, query = found.get("REQUEST_URI", "/").partition("?")
+    return Request(found.get("REQUEST_METHOD", "GET"), path, query, headers, int(length),
+                   found.get(ROUTE_VARIABLE) or "/", found.get("REMOTE_USER") or None,
+                   found.get("REMOTE_ADDR", ""))
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -108,3 +161,11 @@ def _response(headers: Iterable[tuple[str, str]], body: bytes) -> Response:
     if not any(name.lower() == "content-type" for name, _ in out):
         out.append(("Content-Type", "text/plain; charset=utf-8"))
     return Response(status, reason, out, body)
+
+
+def render(response: Response) -> bytes:
+    """``response`` as the CGI response the door reads (to the connection's end)."""
+    lines = [f"Status: {response.status} {response.reason}".rstrip()]
+    lines += [f"{name}: {value}" for name, value in response.headers]
+    lines += [f"Content-Length: {len(response.body)}", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + response.body

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 from cli_checks import agent_config, hc_fails, wait_for
-from test_frontdoor import Door, add_user, basic, request
+from test_frontdoor import Door, add_user, basic, login, request
 
 from homecloud import devhost as devhosts
 from homecloud.devhost import DevHost
 from homecloud.devhost.host import guest_file
+from homecloud.lambdas.cgi import scgi_head
 
 pytestmark = pytest.mark.system
 
@@ -35,11 +36,13 @@ SCRIPTS = {
                 "print('X-Path: ' + os.environ['PATH_INFO'])\nprint()\n"
                 "print(repr((os.environ['REQUEST_METHOD'], body, os.environ.get('REMOTE_USER'))),"
                 " end='')\n"),
-    "fail.sh": "#!/bin/sh\necho 'something broke' >&2\nexit 3\n",
+    "fail.sh": "#!/bin/sh\necho 'half an answer'\necho 'something broke' >&2\nexit 3\n",
     "slow.sh": "#!/bin/sh\nsleep 1000 &\nsleep 1000\n",
     "flood.sh": "#!/bin/sh\nexec yes 'a very long line of output'\n",
     "deaf.sh": "#!/bin/sh\necho ignored your body\n",
     "plain.txt": "not executable\n",
+    "headers.sh": "#!/bin/sh\necho \"cookie=[$HTTP_COOKIE] auth=[$HTTP_AUTHORIZATION] "
+                  "user=[$REMOTE_USER]\"\n",
     "probe.sh": "#!/bin/sh\ntouch /lambda/x 2>/dev/null && echo code-writable\n"
                 "touch /etc/x 2>/dev/null && echo etc-writable\n"
                 "cat /etc/shadow >/dev/null 2>&1 && echo shadow-readable\n"
@@ -128,6 +131,25 @@ def test_cgi_request_and_response(door: Door) -> None:
     assert body == "('POST', 'payload', 'alice')"
 
 
+@pytest.mark.parametrize(("cookies", "seen"), [
+    ("SESSION", ""),
+    ("a=1; SESSION", "a=1"),
+    ("SESSION; b=2", "b=2"),
+    ("a=1; SESSION; b=2", "a=1; b=2"),
+    ("a=1; xhc_session=3", "a=1; xhc_session=3"),
+], ids=["alone", "last", "first", "between", "a look-alike"])
+def test_the_door_keeps_its_credentials(door: Door, cookies: str, seen: str) -> None:
+    """A login's session and password stay at the door; the lambda gets the user's name and
+    every other cookie as the browser sent it."""
+    deploy(door, "headers", f"{CODE}/headers.sh", "/headers")
+    session = login(door, "alice", PASSWORD, "/headers")[1]["set-cookie"].split(";")[0]
+    status, _, body = request(door, "/headers",
+                              headers={"Cookie": cookies.replace("SESSION", session)})
+    if "SESSION" not in cookies:  # no login: basic auth instead
+        status, _, body = get(door, "/headers", headers={"Cookie": cookies})
+    assert (status, body) == (200, f"cookie=[{seen}] auth=[] user=[alice]\n")
+
+
 def test_sandbox(door: Door) -> None:
     deploy(door, "probe", f"{CODE}/probe.sh", "/probe")
     status, _, body = get(door, "/probe")
@@ -137,7 +159,7 @@ def test_sandbox(door: Door) -> None:
 def test_non_zero_exit_is_502_with_logs(door: Door) -> None:
     deploy(door, "fail", f"{CODE}/fail.sh", "/fail")
     status, _, body = get(door, "/fail")
-    assert status == 502
+    assert status == 502 and "half an answer" not in body  # an answer is whole or not sent
     assert "exited with status 3" in body and "hc lambda logs fail" in body
     wait_for("the lambda's stderr in its logs", lambda: "something broke" in door.host.hc(
         "lambda", "logs", "fail").stdout)
@@ -198,16 +220,21 @@ def test_remove_unknown(door: Door) -> None:
     hc_fails(door.host, "lambda", "rm", "nosuch", message="no lambda 'nosuch'")
 
 
+# One GET /hello as the door sends it.
+_SCGI_GET = scgi_head([("CONTENT_LENGTH", "0"), ("REQUEST_METHOD", "GET"),
+                       ("REQUEST_URI", "/hello"), ("HC_ROUTE", "/hello")])
+
+
 def _raw_get(path: str) -> int:
-    """One request straight to the lambda's socket, as nginx sends it."""
+    """One request straight to the lambda's socket, as the door sends it; the status."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(30)
         sock.connect(path)
-        sock.sendall(b"GET /hello HTTP/1.0\r\nX-HC-Route: /hello\r\n\r\n")
+        sock.sendall(_SCGI_GET)
         reply = b""
         while chunk := sock.recv(65536):
             reply += chunk
-    return int(reply.split(b" ", 2)[1])
+    return int(reply.split(b" ", 2)[1])  # "Status: 200 OK"
 
 
 def test_burst_of_500_connections(door: Door) -> None:

@@ -10,9 +10,20 @@ import pytest
 
 from homecloud.config import FrontdoorConfig
 from homecloud.errors import UserError
+from homecloud.frontdoor import ROUTE_VARIABLE as DOOR_ROUTE_VARIABLE
 from homecloud.frontdoor.nginx_conf import DoorFiles, render
 from homecloud.frontdoor.routing import Route, clash
-from homecloud.lambdas.cgi import Request, environment, parse_output
+from homecloud.lambdas.cgi import (
+    ROUTE_VARIABLE,
+    Request,
+    Response,
+    environment,
+    parse_output,
+    scgi_head,
+    scgi_head_length,
+    scgi_request,
+)
+from homecloud.lambdas.cgi import render as render_response
 from homecloud.lambdas.spawner import parse_args
 from homecloud.lambdas.spec import LambdaSpec, parse_duration
 from homecloud.lambdas.units import (
@@ -96,6 +107,44 @@ def test_output_with_cgi_headers() -> None:
     assert response.status == 200 and ("Location", "/x") in response.headers
 
 
+def test_scgi_request() -> None:
+    head = scgi_head([("CONTENT_LENGTH", "5"), ("REQUEST_METHOD", "POST"),
+                 ("REQUEST_URI", "/hello/a?x=1"), ("REMOTE_ADDR", "192.0.2.1"),
+                 ("HC_ROUTE", "/hello"), ("REMOTE_USER", "alice"),
+                 ("HTTP_HOST", "door.test"), ("HTTP_CONTENT_TYPE", "text/plain"),
+                 ("HTTP_X_THING", "1"), ("HTTP_X_THING", "2"),
+                 # A client's own headers cannot pass for the door's variables.
+                 ("HTTP_X_HC_ROUTE", "/evil"), ("HTTP_X_REMOTE_USER", "mallory")])
+    assert scgi_head_length(head[:3]) is None  # its length still arriving
+    assert scgi_head_length(head + b"body!") == len(head)
+    request = scgi_request(head)
+    assert (request.method, request.path, request.query, request.body_length) == \
+        ("POST", "/hello/a", "x=1", 5)
+    assert (request.route, request.user, request.remote_addr) == \
+        ("/hello", "alice", "192.0.2.1")
+    env = environment(request)
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"], env["CONTENT_TYPE"]) == \
+        ("/hello", "/a", "text/plain")
+    assert env["HTTP_X_THING"] == "1, 2" and env["REMOTE_USER"] == "alice"
+    assert not {"HTTP_X_HC_ROUTE", "HTTP_X_REMOTE_USER", "HC_ROUTE"} & set(env)
+    assert ROUTE_VARIABLE == DOOR_ROUTE_VARIABLE  # the door names it as the spawner reads it
+
+
+@pytest.mark.parametrize("head", [b"GET / HTTP/1.0\r\n\r\n", b":x,", b"123456789:",
+                                  b"3:a\0b,", b"4:a\0b\0;", b"2:\0\0,"])
+def test_bad_scgi_requests(head: bytes) -> None:
+    with pytest.raises(ValueError):
+        size = scgi_head_length(head)
+        assert size is not None and size <= len(head)
+        scgi_request(head[:size])
+
+
+def test_rendered_response() -> None:
+    text = render_response(Response(404, "Not Found", [("Content-Type", "text/plain")], b"no"))
+    assert text == b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n" \
+                   b"Content-Length: 2\r\n\r\nno"
+
+
 RUNTIME = Runtime("/usr/bin/python3.11", "/opt/hc/homecloud/lambdas/spawner.py", 65536)
 
 
@@ -143,7 +192,9 @@ def test_socket_unit_listens_for_nginx_only() -> None:
 def test_spawner_arguments() -> None:
     options = parse_args(["--name=x", "--entry=/lambda/a", "--timeout=1.5", "--max-body=10"])
     assert (options.name, options.entry, options.timeout, options.max_body, options.idle,
-            options.socket) == ("x", "/lambda/a", 1.5, 10, 2.0, None)
+            options.socket, options.workers) == ("x", "/lambda/a", 1.5, 10, 2.0, None, 4)
+    assert parse_args(["--name=x", "--entry=a", "--timeout=1", "--max-body=1",
+                       "--workers=2"]).workers == 2
     with pytest.raises(SystemExit, match="expected --NAME=VALUE"):
         parse_args(["--name"])
     with pytest.raises(SystemExit, match="timeout"):
@@ -154,10 +205,14 @@ def test_lambda_routes_in_nginx_and_clashes() -> None:
     route = Route("", "/hello", "", 0, lambda_name="hello")
     text = render(FrontdoorConfig(), DoorFiles(Path("/c"), Path("/k"), ipv6=False), [route])
     block = text.split("location = /hello {", 1)[1].split("}", 1)[0]
-    assert "proxy_pass http://unix:/run/hc-lambda/hello.sock:;" in block
+    assert "scgi_pass unix:/run/hc-lambda/hello.sock;" in block
     assert "set $hc_lambda hello;" in block and "error_page 502 = @hc_lambda_down;" in block
     assert "location @hc_lambda_down {" in text  # nothing listens: it is stopped, 503
-    assert 'proxy_set_header X-HC-Route "/hello";' in block
+    assert 'scgi_param HC_ROUTE "/hello";' in block
+    assert "scgi_param REMOTE_USER $hc_user if_not_empty;" in block
+    public = render(FrontdoorConfig(), DoorFiles(Path("/c"), Path("/k"), ipv6=False),
+                    [replace(route, public=True)])
+    assert "REMOTE_USER" not in public.split("location = /hello {", 1)[1].split("}", 1)[0]
     assert "auth_request /_hc/auth/user;" in block
     assert route.target == "lambda hello"
     assert clash(Route("", "/hello", "web", 80), [route]) == route
