@@ -9,45 +9,19 @@ shared by the tests in order, as a user would use it.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from cli_checks import POOL, assert_nothing_left, ensure_busybox, hc_fails, wait_for
+from postgres_checks import PASSWORD, PG_BIN, Postgres, postgres_image
 
 from homecloud.devhost import DevHost
 
 pytestmark = pytest.mark.system
 
-PASSWORD = "correct horse battery staple"
-PG_BIN = "/usr/lib/postgresql/15/bin"  # in the image
 ROWS = 1000
-
-
-@dataclass(frozen=True)
-class Postgres:
-    host: DevHost
-    name: str
-    fqdn: str
-    address: str
-
-    def psql(self, sql: str, *, password: str = PASSWORD, check: bool = True
-             ) -> subprocess.CompletedProcess[str]:
-        """psql on the host, to the instance's name (resolved by homecloud's DNS)."""
-        return self.host.run("env", f"PGPASSWORD={password}", "psql", "-X", "-At",
-                             "-v", "ON_ERROR_STOP=1", self.dsn(), "-c", sql, check=check)
-
-    def dsn(self) -> str:
-        # hostaddr: the dev host's resolver does not know homecloud's zone (no resolved);
-        # the name is checked against homecloud's DNS below, and psql still sends it.
-        return f"host={self.fqdn} hostaddr={self.address} port=5432 user=postgres dbname=postgres"
-
-    @property
-    def unit(self) -> str:
-        return f"hc-{self.name}.service"
 
 
 def dataset_exists(host: DevHost, path: str) -> bool:
@@ -59,33 +33,20 @@ def snapshots_supported(host: DevHost) -> bool:
 
 
 @pytest.fixture(scope="module")
-def postgres_image(devhost: DevHost) -> str:
-    if shutil.which("debootstrap") is None:
-        pytest.skip("building the postgres image needs debootstrap (apt-get install debootstrap)")
-    if shutil.which("psql") is None:
-        pytest.skip("psql is missing on the host (apt-get install postgresql-client)")
-    if not any(i["name"] == "postgres" for i in devhost.hc("image", "ls", json=True)):
-        result = devhost.hc("image", "build", "postgres", check=False, timeout=1800)
-        if result.returncode == 3:  # the host lacks something (a mirror): the message names it
-            pytest.skip(f"cannot build the postgres image here: {result.stderr.strip()[-500:]}")
-        assert result.returncode == 0, result.stderr
-    return "postgres"
-
-
-@pytest.fixture(scope="module")
-def db(devhost: DevHost, postgres_image: str) -> Iterator[Postgres]:
+def db(devhost: DevHost) -> Iterator[Postgres]:
     name = "pgdb"
+    image = postgres_image(devhost)
     started = time.monotonic()
-    devhost.hc("run", postgres_image, "--name", name, "--env", f"POSTGRES_PASSWORD={PASSWORD}",
+    devhost.hc("run", image, "--name", name, "--env", f"POSTGRES_PASSWORD={PASSWORD}",
                timeout=300)
     print(f"hc run postgres returned, accepting connections, in "
           f"{time.monotonic() - started:.1f} s")
-    network = devhost.hc("network", "ls", json=True)
-    member = {i["name"]: i for i in network["instances"]}[name]
+    db = Postgres.on(devhost, name)
     # The name resolves through homecloud's DNS on the bridge.
-    answer = devhost.run("dig", "+short", f"@{network['gateway4']}", member["fqdn"], "A").stdout
-    assert answer.split() == [member["ipv4"]]
-    yield Postgres(devhost, name, member["fqdn"], member["ipv4"])
+    gateway = devhost.hc("network", "ls", json=True)["gateway4"]
+    answer = devhost.run("dig", "+short", f"@{gateway}", db.fqdn, "A").stdout
+    assert answer.split() == [db.address]
+    yield db
     devhost.hc("rm", "-f", name, check=False)
 
 

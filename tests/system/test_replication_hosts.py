@@ -18,22 +18,11 @@ from dataclasses import dataclass
 
 import pytest
 from cli_checks import POOL, ensure_busybox, hc_fails, wait_for
+from peers import SNAPSHOTS, Door, add_peer, forget_sender, open_door, received, sender_name
 
 from homecloud.devhost import DevHost
 
 pytestmark = pytest.mark.system
-
-ADMIN = "replicator"
-PASSWORD = "replication password 1"
-SNAPSHOTS = f"{POOL}/.snapshots"
-
-
-@dataclass(frozen=True)
-class Door:
-    host: DevHost
-    url: str
-    token: str
-    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -42,33 +31,6 @@ class Hosts:
     me: str  # alpha's name, under which receivers file what it sends
     beta: Door
     small: Door
-
-
-def open_door(host: DevHost) -> Door:
-    """The host's front door with an admin account, as a peer's sender needs it."""
-    if host.address is None:
-        pytest.skip("these dev hosts share the machine's network; replication between hosts "
-                    "needs dev hosts with addresses of their own")
-    wait_for("the front door", lambda: host.run(
-        "systemctl", "is-active", "hc-frontdoor.service", check=False).stdout.strip()
-        == "active")
-    if ADMIN not in host.hc("user", "ls").stdout:
-        host.run(*host.hc_argv(), "user", "add", ADMIN, "--admin", input=PASSWORD + "\n")
-    result = host.hc("user", "token", ADMIN)
-    return Door(host, f"https://{host.address}", result.stdout.strip(),
-                result.stderr.strip().rsplit(" ", 1)[-1])
-
-
-def add_peer(alpha: DevHost, name: str, door: Door, token: str | None = None,
-             fingerprint: str | None = None) -> None:
-    alpha.hc("peer", "add", name, "--url", door.url, "--token", token or door.token,
-             "--fingerprint", fingerprint or door.fingerprint)
-
-
-def received(host: DevHost) -> str:
-    """Every replica dataset and snapshot, and any half-received tree, on ``host``."""
-    return host.run("sh", "-c", f"cd {POOL} && find replicas .snapshots/replicas .work "
-                    "-mindepth 1 -maxdepth 5 2>/dev/null | sort").stdout
 
 
 @pytest.fixture(scope="module")
@@ -84,16 +46,13 @@ def hosts(private_devhost: DevHost, second_devhost: DevHost,
     alpha.run("btrfs", "subvolume", "create", f"{POOL}/volumes/web/data")
     add_peer(alpha, "beta", beta)
     add_peer(alpha, "small", small)
-    me = alpha.run("hostname").stdout.strip().split(".")[0].lower()
+    me = sender_name(alpha)
     try:
         yield Hosts(alpha, me, beta, small)
     finally:
         alpha.hc("rm", "-f", "web", check=False)
         for door in (beta, small):
-            door.host.hc("user", "rm", ADMIN, check=False)
-            door.host.run("sh", "-c", f"btrfs subvolume delete -R {POOL}/replicas/{me} "
-                          f"{SNAPSHOTS}/replicas/{me} >/dev/null 2>&1; rm -rf "
-                          f"{POOL}/replicas/{me} {SNAPSHOTS}/replicas/{me}", check=False)
+            forget_sender(door, me)
 
 
 def test_full_then_incremental_through_the_door(hosts: Hosts) -> None:
