@@ -21,7 +21,8 @@ target. The dev host must have a network of its own (the default for a booted on
 
 Only the start is timed; removal between repetitions is not. Every command runs in the dev host
 through the same `nsenter` launcher, so both sides pay the same launch cost (shown as its own
-row, with the CLI's start-up). Needs root. Not a test: run it on purpose.
+row, with the CLI's start-up). Needs root. Not a test: run it on purpose. Where the agent's
+share of the time goes, step by step: bench/run_trace.py (run inside the dev host).
 
     /opt/homecloud/venv/bin/python bench/run_bench.py [--mode containers|network]
         [--reps 20] [--parallel 20] [--devhost NAME] [--keep] [--json]

@@ -29,7 +29,7 @@ from homecloud.instances.network_steps import network_actions
 from homecloud.instances.readiness import readiness_actions
 from homecloud.instances.records import Instance, InstanceRecords
 from homecloud.instances.rootfs import new_machine_id
-from homecloud.instances.servicesets import SEARCH_PATH, ActionRegistry, load_service_set
+from homecloud.instances.servicesets import SEARCH_PATH, ActionRegistry, ServiceSetLoader
 from homecloud.instances.sleep import Sleepers
 from homecloud.instances.spec import HostLimits, InstanceSpec
 from homecloud.instances.steps import StepGraph
@@ -67,7 +67,7 @@ class InstanceManager:
         self.pool = pool
         self.images = images
         self.systemd = bus if isinstance(bus, Systemd) else Systemd(bus)
-        self.service_sets = tuple(service_sets)
+        self.service_sets = ServiceSetLoader(service_sets)
         self.host = host
         self.network = network
         self.drivers = DriverRegistry(DriverHost(
@@ -92,7 +92,7 @@ class InstanceManager:
 
     def _graph(self, driver: InstanceDriver, set_name: str, *,
                start: bool = False) -> StepGraph[StepContext]:
-        sset = load_service_set(set_name, self.service_sets)
+        sset = self.service_sets.load(set_name)
         if start:
             if not sset.start:
                 raise UserError(f"{sset.source} has no 'start' steps, so its instances "

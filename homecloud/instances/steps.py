@@ -101,28 +101,50 @@ class StepGraph(Generic[C]):
             return [s for s in self.steps.values()
                     if s.id not in done and s.id not in started and set(s.after) <= done]
 
+        def finished(step_id: str, began: float, exc: BaseException | None) -> None:
+            if exc is not None:
+                errors.append((step_id, exc))
+                return
+            done.add(step_id)
+            result.completed.append(step_id)
+            result.seconds[step_id] = time.monotonic() - began
+            if not errors:
+                report(StepEvent(step_id, "done", result.seconds[step_id]))
+
         with ThreadPoolExecutor(max_workers=max_workers,
                                 thread_name_prefix=f"steps-{self.name}") as pool:
             try:
                 while True:
                     if not errors:
-                        for step in ready():
+                        startable = ready()
+                        if len(startable) == 1 and not running:
+                            # Alone, a step runs in this thread: a hand-over to a pool thread
+                            # and back costs two thread wake-ups and buys nothing.
+                            step = startable[0]
+                            report(StepEvent(step.id, "start"))
+                            began = time.monotonic()
+                            try:
+                                step.do(ctx)
+                            except Exception as exc:
+                                finished(step.id, began, exc)
+                            except BaseException:
+                                # Interrupted part-way (Ctrl-C, exit): undone with the rest,
+                                # as undo is idempotent.
+                                done.add(step.id)
+                                result.completed.append(step.id)
+                                raise
+                            else:
+                                finished(step.id, began, None)
+                            continue
+                        for step in startable:
                             report(StepEvent(step.id, "start"))
                             running[pool.submit(step.do, ctx)] = (step.id, time.monotonic())
                     if not running:
                         break
-                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                    for future in finished:
+                    done_now, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for future in done_now:
                         step_id, began = running.pop(future)
-                        exc = future.exception()
-                        if exc is not None:
-                            errors.append((step_id, exc))
-                            continue
-                        done.add(step_id)
-                        result.completed.append(step_id)
-                        result.seconds[step_id] = time.monotonic() - began
-                        if not errors:
-                            report(StepEvent(step_id, "done", result.seconds[step_id]))
+                        finished(step_id, began, future.exception())
             except BaseException as exc:  # a progress callback raised (client gone, Ctrl-C)
                 errors.append(("progress", exc))
                 for future, (step_id, _) in list(running.items()):

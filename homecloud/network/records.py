@@ -57,10 +57,9 @@ class NetworkRecords:
         return plan.addresses(instance, ipv4)
 
     def release(self, instance: str) -> int:
-        """Drop the instance's lease and ports; returns how many ports it published."""
+        """Drop the instance's lease and ports; returns how many of those it held."""
         with self.store.transaction() as db:
-            LeaseTable(db).release(instance)
-            return PortTable(db).withdraw(instance)
+            return LeaseTable(db).release(instance) + PortTable(db).withdraw(instance)
 
     def addresses(self, plan: NetworkPlan, instance: str) -> InstanceAddresses | None:
         with self.store.transaction() as db:

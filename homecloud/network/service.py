@@ -211,11 +211,12 @@ class NetworkService:
     def release(self, instance: str) -> None:
         """Give the address and ports back, and make sure nothing publishes them any more (a
         rebuild for another instance may have, meanwhile). A rebuild that changes nothing
-        (an instance with no port that did not sleep) runs no nft."""
-        self.records.release(instance)
+        (an instance with no port that did not sleep) runs no nft; an instance that held
+        nothing (`--network none`, or released already) is in no rebuild, so none is made."""
+        held = self.records.release(instance)
         with self._lock:
             self._hidden.discard(instance)
-        if self._plan is not None:
+        if held and self._plan is not None:
             self.refresh_firewall()
             self.refresh_dns_quietly()
 

@@ -8,20 +8,23 @@ signature.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from homecloud.errors import HomecloudError, UserError
 from homecloud.systemd.bus import SERVICE_IFACE, UNIT_IFACE, SystemBus, unit_path
 from homecloud.systemd.units import USEC, Property, TransientService, render_properties
+from homecloud.systemd.watch import UnitWatch
 
 __all__ = ["Property", "Systemd", "TransientService", "UnitFailed", "UnitStatus", "UnitSummary",
            "marshal_properties", "render_properties"]
 
 DISCARD_WAIT = 5.0
+log = logging.getLogger(__name__)
 
 
 class UnitFailed(UserError):
@@ -149,34 +152,65 @@ class Systemd:
                          unit_lines(unit, 15, invocation=status.invocation_id))
 
     def _job_done(self, unit: str, timeout: float) -> bool:
-        """Poll until ``unit`` has no job (True) or ``timeout`` passes (False)."""
+        """Wait until ``unit`` has no job (True) or ``timeout`` passes (False)."""
         path = unit_path(unit)
-        deadline = time.monotonic() + timeout
-        pauses = _poll_pauses(0.01)
-        while True:
+
+        def no_job() -> bool:
             job_id, _ = self.bus.get(path, UNIT_IFACE, b"Job", b"(uo)")
-            if job_id == 0:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(next(pauses))
+            return bool(job_id == 0)
+
+        return self._wait_for(path, no_job, timeout, 0.01)
 
     def wait_finished(self, unit: str, timeout: float | None = None) -> UnitStatus:
         """Wait until the unit's main process has ended (sub-state exited, or the unit is
         inactive or failed); return its last status. TimeoutError after ``timeout`` seconds.
-        Polls two properties (a full unit_status is ~10x the cost, in systemd's CPU too) and
+        Checks two properties (a full unit_status is ~10x the cost, in systemd's CPU too) and
         reads the full status once, at the end."""
         path = unit_path(unit)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pauses = _poll_pauses(0.005)
-        while True:
+
+        def ended() -> bool:
             active = _s(self.bus.get(path, UNIT_IFACE, b"ActiveState", b"s"))
             sub = _s(self.bus.get(path, UNIT_IFACE, b"SubState", b"s"))
-            if sub == "exited" or active in ("inactive", "failed"):
-                return self.unit_status(unit) or _gone(unit)
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{unit} still runs after {timeout:.0f}s")
-            time.sleep(next(pauses))
+            return sub == "exited" or active in ("inactive", "failed")
+
+        if not self._wait_for(path, ended, timeout, 0.005):
+            raise TimeoutError(f"{unit} still runs after {timeout:.0f}s")
+        return self.unit_status(unit) or _gone(unit)
+
+    def _wait_for(self, path: bytes, done: Callable[[], bool], timeout: float | None,
+                  fast_cap: float) -> bool:
+        """Check ``done()`` until it is True, or False once ``timeout`` seconds pass. Between
+        checks the wait sleeps until systemd signals a change of the unit (watch.py; slow polls
+        only as a fallback), or, if no watch can be opened, polls: every ms at first, backing
+        off to ``fast_cap``."""
+        if done():
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        watch = self._watch(path)
+        pauses = _poll_pauses(fast_cap)
+        try:
+            while not done():
+                pause = SLOW_WAIT_PAUSE if watch is not None else next(pauses)
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    pause = min(pause, remaining)
+                if watch is not None:
+                    watch.wait(pause)
+                else:
+                    time.sleep(pause)
+            return True
+        finally:
+            if watch is not None:
+                watch.close()
+
+    def _watch(self, path: bytes) -> UnitWatch | None:
+        try:
+            return UnitWatch(self.bus.address, path)
+        except Exception as exc:  # e.g. the bus's connection limit: polling works as well
+            log.debug("cannot watch %s, polling instead: %s", path.decode(), exc)
+            return None
 
     def stop_unit(self, unit: str, timeout: float | None = None) -> None:
         """Stop ``unit`` if loaded, and wait. nspawn powers the guest off on SIGTERM; systemd
@@ -307,8 +341,9 @@ class UnitSummary:
     sub_state: str
 
 
-# Waits poll (cheap property reads; no signal subscription to manage): every 1 ms at first, so
-# short waits end at once, backing off to a few ms; once a wait has lasted a second, to 50 ms.
+# Waits without a watch (watch.py) poll: every 1 ms at first, so short waits end at once,
+# backing off to a few ms; once a wait has lasted a second, to 50 ms. With a watch, 50 ms is the
+# pause between checks when no signal comes.
 # Each poll costs ~0.3 ms of CPU between the agent, dbus-daemon and systemd: twenty guests
 # booting at once (~5 s each on 2 cores) polled every 10 ms took ~1.3 s of CPU from the
 # machine booting them; with the slower polls after a second, ~0.9 s (measured in a dev host).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,25 @@ def leaks(m: InstanceManager, name: str) -> dict[str, Any]:
             "unit": Systemd(m.systemd.bus).unit_status(f"hc-{name}.service") is not None}
 
 
+def watch_unit(m: InstanceManager, unit: str) -> dict[str, Any]:
+    """Signals a UnitWatch saw while a short transient unit ran, and how a wait for it ended."""
+    from homecloud.systemd.bus import unit_path
+    from homecloud.systemd.watch import UnitWatch
+
+    watch = UnitWatch(None, unit_path(unit))
+    try:
+        subprocess.run(["systemd-run", "-q", f"--unit={unit}", "--no-block", "sleep", "0.2"],
+                       check=True)
+        deadline = time.monotonic() + 10
+        while watch.signals == 0 and time.monotonic() < deadline:
+            watch.wait(1.0)
+        signals = watch.signals
+    finally:
+        watch.close()
+    status = m.systemd.wait_finished(unit, timeout=30)
+    return {"signals": signals, "active": status.active_state, "result": status.result}
+
+
 def main() -> int:
     action = sys.argv[1]
     args: dict[str, Any] = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
@@ -102,6 +122,8 @@ def main() -> int:
             out = dataclasses.asdict(m.reconcile())
         elif action == "leaks":
             out = leaks(m, args["name"])
+        elif action == "watch":
+            out = watch_unit(m, args["unit"])
         elif action == "sql":
             m.store.execute(args["sql"], args.get("params", []))
             out = None

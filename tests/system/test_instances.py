@@ -60,6 +60,13 @@ def cleanup(probe: Probe) -> Any:
         probe.nothing_left(name)
 
 
+def test_a_wait_is_woken_by_the_units_signals(probe: Probe) -> None:
+    # Waits for a unit sleep on its PropertiesChanged signals (homecloud/systemd/watch.py).
+    out = probe.ok("watch", unit="hct-watch.service")
+    assert out["signals"] >= 1
+    assert (out["active"], out["result"]) == ("inactive", "success")
+
+
 def test_command_mode_runs_and_exits(probe: Probe, cleanup: list[str], devhost: Any) -> None:
     cleanup.append("job")
     info = probe.ok("create", name="job", image="bbtest", command=["sh", "-c", "echo hi from job"])

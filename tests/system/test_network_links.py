@@ -130,6 +130,11 @@ def test_veth_is_plugged_into_the_bridge_and_the_instance() -> None:
         assert host_end not in link_names(host) and "eth0" not in link_names(inst)
 
 
+def test_deleting_a_link_our_namespace_lacks_says_so() -> None:
+    # Looked up with one ioctl here, without a netlink socket; removals mostly find nothing.
+    assert not delete_link("hct-no-such-link")
+
+
 def test_veth_into_a_process_network_namespace() -> None:
     with namespaces("host", "inst") as (host, inst):
         sleeper = subprocess.Popen(["ip", "netns", "exec", inst, "sleep", "60"])

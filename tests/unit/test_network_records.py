@@ -55,3 +55,13 @@ def test_subnets_are_stored(records: NetworkRecords) -> None:
     assert records.stored_subnets("hc0") is None
     records.save_subnets("hc0", Subnets(PLAN.subnet4, PLAN.subnet6))
     assert records.stored_subnets("hc0") == Subnets(PLAN.subnet4, PLAN.subnet6)
+
+
+def test_release_says_whether_the_instance_held_anything(records: NetworkRecords) -> None:
+    records.allocate(PLAN, "web", WEB_PORTS)
+    records.allocate(PLAN, "db")
+    assert records.release("web") == 1 + len(WEB_PORTS)  # its lease and its ports
+    assert records.release("db") == 1
+    # Held nothing (`--network none`, or released already): the service rebuilds nothing.
+    assert records.release("db") == 0
+    assert records.release("never") == 0

@@ -12,6 +12,7 @@ from homecloud.errors import NotFound, UserError
 from homecloud.instances.servicesets import (
     SHIPPED_DIR,
     ActionRegistry,
+    ServiceSetLoader,
     load_service_set,
     parse_service_set,
 )
@@ -104,3 +105,28 @@ def test_shipped_container_set_runs_dataset_and_network_together() -> None:
     assert after["identity"] == {"dataset", "lease"}
     assert after["unit"] == {"identity", "netns", "dns", "firewall"}
     assert after["ready"] == {"unit"}
+
+
+def test_the_loader_parses_a_set_again_only_when_its_files_change(tmp_path: Path) -> None:
+    mine = tmp_path / "etc"
+    mine.mkdir()
+    loader = ServiceSetLoader([mine, SHIPPED_DIR])
+    shipped = loader.load("container")
+    assert shipped.source.startswith(str(SHIPPED_DIR))
+    assert loader.load("container") is shipped  # not parsed again
+
+    override = mine / "container.yaml"
+    override.write_text(yaml.safe_dump({"steps": [{"id": "x", "action": "one"}]}))
+    assert [s.id for s in loader.load("container").steps] == ["x"]
+    # Rewritten in place at once (same size, maybe the same timestamp): the text tells.
+    override.write_text(yaml.safe_dump({"steps": [{"id": "y", "action": "one"}]}))
+    assert [s.id for s in loader.load("container").steps] == ["y"]
+    override.write_text("steps: [")
+    with pytest.raises(UserError, match="not valid YAML"):
+        loader.load("container")
+    override.unlink()
+    assert loader.load("container").steps == shipped.steps
+    with pytest.raises(NotFound, match="no service set 'vm2'"):
+        loader.load("vm2")
+    with pytest.raises(UserError):
+        loader.load("../container")

@@ -148,3 +148,30 @@ def test_crash_hook_kills_the_process_after_the_named_step_only() -> None:
         os._exit(0)
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def test_a_step_that_runs_alone_runs_in_the_callers_thread() -> None:
+    threads: dict[str, threading.Thread] = {}
+
+    def note(sid: str) -> Step[None]:
+        return Step(sid, lambda _: threads.__setitem__(sid, threading.current_thread()),
+                    after=("first",) if sid != "first" else ())
+
+    StepGraph([note("first"), note("a"), note("b")]).run(None)
+    assert threads["first"] is threading.current_thread()
+    # Two ready at once: both on the pool, at the same time.
+    assert threading.current_thread() not in (threads["a"], threads["b"])
+
+
+def test_a_step_interrupted_alone_is_undone_with_the_rest() -> None:
+    rec = Recorder()
+
+    def interrupted(_: None) -> None:
+        rec.add("do half")
+        raise KeyboardInterrupt
+
+    graph = StepGraph([rec.step("a"), Step("half", interrupted, lambda _: rec.add("undo half"),
+                                          ("a",)), rec.step("c", ("half",))])
+    with pytest.raises(KeyboardInterrupt):
+        graph.run(None)
+    assert rec.log == ["do a", "do half", "undo half", "undo a"]
