@@ -205,6 +205,10 @@ def ensure_homecloud(venv: Path = VENV, checkout: Path = CHECKOUT) -> None:
 
 def prepare(venv: Path = VENV, checkout: Path = CHECKOUT) -> None:
     ensure_packages()
+    # Where the ipxe package's files are visible, a copy for hosts that cannot see /boot (dev
+    # hosts): homecloud/machines/boot_files.py.
+    from homecloud.machines.boot_files import fill_shared_cache
+    fill_shared_cache()
     ensure_venv(venv)
     ensure_homecloud(venv, checkout)
     ensure_npm_packages(venv)

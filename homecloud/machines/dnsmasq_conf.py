@@ -7,9 +7,11 @@ Two modes:
   (``dhcp-host=MAC,ADDRESS,NAME``), from the user's range otherwise.
 In both, a MAC homecloud does not know gets nothing (``dhcp-ignore=tag:!known``). A plain PXE
 ROM is sent iPXE over TFTP (undionly.kpxe for BIOS, ipxe.efi for UEFI, by client
-architecture); iPXE itself (DHCP option 175 / user class "iPXE") gets the URL of its boot
-script on homecloud's provisioning server. dnsmasq's DNS server is off (port=0): homecloud
-answers DNS itself.
+architecture, from homecloud's boot directory: boot_files.py); UEFI HTTP boot firmware
+(architecture 16, vendor class "HTTPClient") is sent the URL of ipxe.efi on the provisioning
+server, with "HTTPClient" as the answer's vendor class, which that firmware insists on; iPXE
+itself (DHCP option 175 / user class "iPXE") gets the URL of its boot script there. dnsmasq's
+DNS server is off (port=0): homecloud answers DNS itself.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
 from typing import Any
 
 from homecloud.errors import UserError
@@ -27,11 +30,16 @@ MODES = (PROXY, FULL)
 HTTP_PORT = 8067
 DHCP_PORT = 67
 TFTP_PORT = 69
-TFTP_ROOT = "/usr/lib/ipxe"
+# The iPXE binaries as homecloud serves them: TFTP's root, and /boot/ over HTTP.
+BOOT_DIR = Path("/var/lib/homecloud/boot")
+BOOT_URL_PATH = "boot"
 BIOS_LOADER = "undionly.kpxe"
 UEFI_LOADER = "ipxe.efi"
-# DHCP option 93 (client architecture, RFC 4578): 7 and 9 are x86-64 UEFI, 6 IA32 UEFI.
+# DHCP option 93 (client architecture, RFC 4578 and IANA's registry): 7 and 9 are x86-64 UEFI,
+# 6 IA32 UEFI; 16 is x86-64 UEFI HTTP boot.
 UEFI_ARCHES = (6, 7, 9)
+UEFI_HTTP_ARCH = 16
+HTTP_CLIENT = "HTTPClient"
 LEASE_TIME = "1h"
 
 
@@ -120,11 +128,12 @@ class ProvisionSettings:
 class DnsmasqConfig:
     settings: ProvisionSettings
     machines: Sequence[KnownMachine] = ()
-    tftp_root: str = TFTP_ROOT
+    tftp_root: Path = BOOT_DIR
 
     def render(self) -> str:
         s = self.settings
         script = f"{s.url}/boot.ipxe?mac=${{netX/mac}}"
+        efi_url = f"{s.url}/{BOOT_URL_PATH}/{UEFI_LOADER}"
         lines = [
             "# Rendered by homecloud (hc provision); changes here are overwritten.",
             "port=0",
@@ -140,6 +149,9 @@ class DnsmasqConfig:
             "dhcp-match=set:ipxe,175",
             "dhcp-userclass=set:ipxe,iPXE",
             *(f"dhcp-match=set:efi,option:client-arch,{arch}" for arch in UEFI_ARCHES),
+            f"dhcp-match=set:efihttp,option:client-arch,{UEFI_HTTP_ARCH}",
+            # HTTP boot firmware takes only an answer whose vendor class is its own.
+            f"dhcp-option-force=tag:efihttp,option:vendor-class,{HTTP_CLIENT}",
         ]
         for machine in sorted(self.machines, key=lambda m: m.mac):
             _check_host_field(machine.name)
@@ -150,9 +162,14 @@ class DnsmasqConfig:
         if s.mode == PROXY:
             lines += [
                 f"dhcp-range={s.address.network.network_address},proxy",
+                # HTTP boot firmware asks as "HTTPClient": a PXE client to the proxy too.
+                f"dhcp-pxe-vendor=PXEClient,{HTTP_CLIENT}",
                 "pxe-prompt=homecloud,0",
                 f'pxe-service=tag:!ipxe,x86PC,"homecloud",{BIOS_LOADER}',
                 f'pxe-service=tag:!ipxe,x86-64_EFI,"homecloud",{UEFI_LOADER}',
+                # HTTP boot firmware does no PXE boot server discovery: the boot file name
+                # must be in the proxy's offer itself.
+                f"dhcp-boot=tag:!ipxe,tag:efihttp,{efi_url}",
                 f'pxe-service=tag:ipxe,x86PC,"homecloud",{script}',
                 f'pxe-service=tag:ipxe,x86-64_EFI,"homecloud",{script}',
             ]
@@ -170,8 +187,9 @@ class DnsmasqConfig:
                 lines.append(f"dhcp-option=option:domain-name,{s.domain}")
             lines += [
                 f"dhcp-boot=tag:ipxe,{script}",
+                f"dhcp-boot=tag:!ipxe,tag:efihttp,{efi_url}",
                 f"dhcp-boot=tag:!ipxe,tag:efi,{UEFI_LOADER}",
-                f"dhcp-boot=tag:!ipxe,tag:!efi,{BIOS_LOADER}",
+                f"dhcp-boot=tag:!ipxe,tag:!efi,tag:!efihttp,{BIOS_LOADER}",
             ]
         return "\n".join(lines) + "\n"
 

@@ -29,12 +29,15 @@ class ImageFacts:
 class ProvisionAnswers:
     def __init__(self, records: MachineRecords, url: str, log: Log = print,
                  load: Callable[[str], Workflow] = load_workflow,
-                 image_facts: Callable[[str], ImageFacts] = ImageFacts) -> None:
+                 image_facts: Callable[[str], ImageFacts] = ImageFacts,
+                 image_encoding: str = "zstd") -> None:
         self.records = records
         self.url = url
         self.log = log
         self.load = load
         self.image_facts = image_facts
+        # How the image streams come ("zstd" or "identity"): the installer undoes it.
+        self.image_encoding = image_encoding
 
     # -- /boot.ipxe ------------------------------------------------------------------------------
     def boot_script(self, mac_text: str) -> str:
@@ -81,7 +84,8 @@ class ProvisionAnswers:
             "machine": {"name": spec.name, "hostname": spec.name, "disk": spec.disk,
                         "diskless": spec.diskless, "ssh_keys": list(spec.ssh_keys),
                         "mac": spec.mac, **_network_fields(record)},
-            "image": {"name": image.name, "snapshot": image.snapshot, "size": image.size},
+            "image": {"name": image.name, "snapshot": image.snapshot, "size": image.size,
+                      "encoding": self.image_encoding},
             "actions": flow.to_json(),
             "resume_from": progress.resume_from(steps),
         }

@@ -2,6 +2,7 @@
 
     GET  /boot.ipxe?mac=MAC          the machine's iPXE script (boot_script.py)
     GET  /installer/vmlinuz, /installer/initrd.img    homecloud's installer
+    GET  /boot/ipxe.efi, /boot/undionly.kpxe          iPXE, for UEFI HTTP boot firmware
     GET  /m/NAME/workflow            (Bearer token) the machine, its image and its actions
     POST /m/NAME/events              (Bearer token) a step started, finished ok or failed
     POST /m/NAME/done                (Bearer token) the workflow finished: installed
@@ -13,6 +14,7 @@ Files and images are streamed in pieces, never held whole in memory.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -23,16 +25,16 @@ from urllib.parse import parse_qs, urlsplit
 
 from homecloud.errors import HomecloudError, NotFound, UserError
 from homecloud.machines.boot_script import INSTALLER_INITRD, INSTALLER_KERNEL
+from homecloud.machines.dnsmasq_conf import BIOS_LOADER, BOOT_DIR, BOOT_URL_PATH, UEFI_LOADER
 from homecloud.provision.answers import ProvisionAnswers
 
 INSTALLER_DIR = Path("/var/lib/homecloud/installer")
 MAX_BODY = 1 << 20
 CHUNK = 1 << 20
 IMAGE_KINDS = ("image", "rootfs")  # /m/NAME/image: btrfs send; /m/NAME/rootfs: diskless
-# Writes a machine image's stream (kind, image name) to a binary file object as it is made.
+# Writes a machine image's stream (kind, image name) to a binary file object as it is made,
+# encoded as the answers' image_encoding says.
 ImageWriter = Callable[[str, str, BinaryIO], None]
-# Both streams are zstd-compressed by their writer.
-IMAGE_ENCODING = "zstd"
 
 
 class ProvisionServer(ThreadingHTTPServer):
@@ -40,9 +42,10 @@ class ProvisionServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], answers: ProvisionAnswers,
                  installer_dir: Path = INSTALLER_DIR,
-                 write_image: ImageWriter | None = None) -> None:
+                 write_image: ImageWriter | None = None, boot_dir: Path = BOOT_DIR) -> None:
         self.answers = answers
         self.installer_dir = installer_dir
+        self.boot_dir = boot_dir
         self.write_image = write_image
         super().__init__(address, ProvisionHandler)
 
@@ -70,6 +73,8 @@ class ProvisionHandler(BaseHTTPRequestHandler):
                 self._send(200, self.server.answers.boot_script(mac).encode(), "text/plain")
             elif method == "GET" and len(parts) == 2 and parts[0] == "installer":
                 self._installer_file(parts[1])
+            elif method == "GET" and len(parts) == 2 and parts[0] == BOOT_URL_PATH:
+                self._boot_file(parts[1])
             elif len(parts) == 3 and parts[0] == "m":
                 self._machine(method, parts[1], parts[2])
             else:
@@ -116,13 +121,25 @@ class ProvisionHandler(BaseHTTPRequestHandler):
         if name not in (INSTALLER_KERNEL, INSTALLER_INITRD):
             raise NotFound(f"no installer file {name!r}")
         path = installer_file(self.server.installer_dir, name)
+        self._file(path, "the installer is not built yet ({path} is missing): "
+                         "`hc provision enable` builds it")
+
+    def _boot_file(self, name: str) -> None:
+        if name not in (UEFI_LOADER, BIOS_LOADER):
+            raise NotFound(f"no boot file {name!r}")
+        self._file(self.server.boot_dir / name,
+                   "{path} is missing: hc-provision copies it from the ipxe package when it "
+                   "starts (see its log)")
+
+    def _file(self, path: Path, missing: str) -> None:
+        """``path`` as the body, in pieces; NotFound with ``missing`` (``{path}`` filled in)
+        when there is no such file."""
         try:
             handle = path.open("rb")
         except FileNotFoundError:
-            raise NotFound(f"the installer is not built yet ({path} is missing): "
-                           "`hc provision enable` builds it") from None
+            raise NotFound(missing.format(path=path)) from None
         with handle:
-            size = path.stat().st_size
+            size = os.fstat(handle.fileno()).st_size  # the file opened, even if replaced since
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(size))
@@ -133,7 +150,9 @@ class ProvisionHandler(BaseHTTPRequestHandler):
         """A body of unknown length: chunked, written as it is made."""
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Encoding", IMAGE_ENCODING)
+        encoding = self.server.answers.image_encoding
+        if encoding != "identity":
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         chunked = _Chunked(self.wfile)

@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from homecloud.errors import UserError
-from homecloud.machines.dnsmasq_conf import DnsmasqConfig, KnownMachine, ProvisionSettings
+from homecloud.machines.dnsmasq_conf import (
+    BOOT_DIR,
+    DnsmasqConfig,
+    KnownMachine,
+    ProvisionSettings,
+)
 from homecloud.machines.records import MachineRecords
 
 DHCP_CONFIG = Path("/run/homecloud/dhcp/dnsmasq.conf")
@@ -29,13 +34,14 @@ def known_machines(records: MachineRecords) -> list[KnownMachine]:
     return out
 
 
-def render_dhcp_config(records: MachineRecords) -> str:
-    return DnsmasqConfig(current_settings(records), known_machines(records)).render()
+def render_dhcp_config(records: MachineRecords, boot_dir: Path = BOOT_DIR) -> str:
+    return DnsmasqConfig(current_settings(records), known_machines(records), boot_dir).render()
 
 
-def write_dhcp_config(records: MachineRecords, path: Path = DHCP_CONFIG) -> Path:
+def write_dhcp_config(records: MachineRecords, boot_dir: Path = BOOT_DIR,
+                      path: Path = DHCP_CONFIG) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(render_dhcp_config(records))
+    tmp.write_text(render_dhcp_config(records, boot_dir))
     tmp.replace(path)
     return path

@@ -117,7 +117,7 @@ def test_full_dhcp_gives_known_machines_their_leases() -> None:
     assert f"dhcp-host={MAC},10.9.0.5,node1" in text
     assert "dhcp-range=10.9.0.100,10.9.0.150,255.255.255.0,1h" in text
     assert "dhcp-boot=tag:!ipxe,tag:efi,ipxe.efi" in text
-    assert "dhcp-boot=tag:!ipxe,tag:!efi,undionly.kpxe" in text
+    assert "dhcp-boot=tag:!ipxe,tag:!efi,tag:!efihttp,undionly.kpxe" in text
     assert "dhcp-match=set:efi,option:client-arch,7" in text
 
 

@@ -34,15 +34,12 @@ KERNEL_PACKAGE = "linux-image-cloud-amd64"
 SCRIPTS = Path(__file__).parent / "scripts"
 KERNEL = "vmlinuz"
 INITRD = "initrd.img"
-# The programs the actions run, by the Debian package that ships them on this host. The image
-# stream passes through tee, head, tail and sha256sum: coreutils' move it in large blocks, where
-# busybox's small ones cost more under emulation than zstd itself (stream-image.sh calls them
-# by path, so busybox's applets of the same names stay out of the way).
+# The programs the actions run, by the Debian package that ships them on this host (busybox
+# gives the rest). The image stream passes through none but zstd and btrfs: receive-image.sh.
 PROGRAMS = {
     "btrfs": "btrfs-progs", "mkfs.btrfs": "btrfs-progs", "sfdisk": "fdisk",
     "wipefs": "util-linux", "blkid": "util-linux", "mkfs.vfat": "dosfstools",
     "zstd": "zstd", "jq": "jq", "extlinux": "extlinux",
-    "tee": "coreutils", "head": "coreutils", "tail": "coreutils", "sha256sum": "coreutils",
 }
 BUSYBOX = ("/bin/busybox", "busybox-static")
 # Files the actions read: the MBR code extlinux needs on a GPT disk.
