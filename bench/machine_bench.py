@@ -5,14 +5,18 @@ enable` on hc0 and a machine added; then
 
 - power-on to installed-and-booted: a qemu (TCG, one vCPU, 512 MiB, UEFI, an empty disk) on a
   tap on hc0 network-boots the installer, runs the workflow and boots its disk to a login
-  prompt; the time to each of those, and each step's share (from the step events);
+  prompt; the time to each of those, and each step's share (from the step events); with
+  `--machines 1 2 4`, one machine, then two, then four switched on together through the same
+  hc-dhcp and hc-provision, each count against one alone;
 - the image stream on the host, without the emulated machine: hc-provision's /m/NAME/image
-  (btrfs send, digest, zstd, HTTP) taken by curl into what the installer runs (zstd -d, the
-  digest split off and checked, btrfs receive), against `btrfs send | btrfs receive` by hand
-  on the same image; the server's side alone (curl into /dev/null) against `btrfs send` into
-  /dev/null; the machine's own stream rate from its image step.
+  (btrfs send, its length and CRC-32 trailer, zstd unless on hc0, chunked HTTP) taken by curl
+  into the installer's own receive-image.sh (zstd -d if compressed, btrfs receive, the trailer
+  checked), against `btrfs send | btrfs receive` by hand on the same image; the server's side
+  alone (curl into /dev/null) against `btrfs send` into /dev/null; the machine's own stream
+  rate from its image step.
 
     /opt/homecloud/venv/bin/python bench/machine_bench.py [--devhost NAME] [--keep] [--json]
+        [--runs N] [--machines COUNT ...] [--no-stream]
 """
 
 from __future__ import annotations
@@ -30,16 +34,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchhost import bench_devhost, devhost_arguments, log, parse_root_arguments  # noqa: E402
 
 from homecloud.devhost import DevHost  # noqa: E402
+from homecloud.machines.installer.build import SCRIPTS  # noqa: E402
 from tests.system.baremetal import (  # noqa: E402
+    Boot,
     enable_provisioning,
-    machine_info,
-    start_machine,
-    tap_on_hc0,
+    machines_on,
 )
 
 DEFAULT_DEVHOST = "bench-machine"
 IMAGE = "debian-machine"
-NAME, MAC = "bench1", "52:54:00:4e:00:b1"
+NAME, MAC = "bench1", "52:54:00:4e:00:b1"  # the first machine: the host-side stream uses its token
+MAX_MACHINES = 9
 WORK = "/var/tmp/machine-bench"
 POOL = "/var/lib/homecloud/pool"
 TIMEOUT = 1800.0
@@ -54,47 +59,65 @@ def wait(what: str, check: Any, since: float, timeout: float = TIMEOUT) -> float
     return time.monotonic() - since
 
 
-def prepare(host: DevHost) -> str:
-    """The image built, provisioning on, the machine added; the provisioning server's URL."""
+def bench_machines(count: int) -> list[Boot]:
+    """bench1 (NAME, MAC) .. benchCOUNT: UEFI, an empty 3 GiB disk each."""
+    return [Boot(f"bench{i}", f"{MAC[:-1]}{i}", "3G", uefi=True) for i in range(1, count + 1)]
+
+
+def prepare(host: DevHost, count: int) -> str:
+    """The image built, provisioning on, ``count`` machines added; the provisioning server's
+    URL."""
     if not any(i["name"] == IMAGE for i in host.hc("image", "ls", json=True)):
         log(f"building {IMAGE} (a few minutes)")
         host.hc("image", "build", "debian", "--machine", "-q", timeout=TIMEOUT)
     gateway = enable_provisioning(host)
-    host.hc("machine", "rm", NAME, check=False)
-    host.hc("machine", "add", NAME, "--mac", MAC, "--image", IMAGE, timeout=TIMEOUT)
+    for boot in bench_machines(MAX_MACHINES):
+        host.hc("machine", "rm", boot.name, check=False)
+    for boot in bench_machines(count):
+        host.hc("machine", "add", boot.name, "--mac", boot.mac, "--image", IMAGE,
+                timeout=TIMEOUT)
     host.run("mkdir", "-p", WORK)
     return f"http://{gateway.ip}:8067"
 
 
-def install(host: DevHost) -> dict[str, Any]:
-    """Power-on to installed-and-booted for one machine, with each step's share."""
-    disk = f"{WORK}/{NAME}.raw"
-    host.run("rm", "-f", disk)
-    host.run("truncate", "-s", "3G", disk)
-    with tap_on_hc0(host, "hcbtap0") as tap:
+def install(host: DevHost, count: int) -> list[dict[str, Any]]:
+    """Power-on to installed-and-booted for ``count`` machines switched on together, each
+    with its steps' durations."""
+    boots = bench_machines(count)
+    for boot in boots:
+        host.hc("machine", "reinstall", boot.name)
+    marks: dict[str, dict[str, float]] = {boot.name: {} for boot in boots}
+    with machines_on(host, WORK, boots) as running:
         start = time.monotonic()
-        machine = start_machine(host, WORK, NAME, disk, uefi=True, tap=tap, mac=MAC)
-        try:
-            installing = wait("the installer's first event",
-                              lambda: machine_info(host, NAME)["state"] != "waiting", start)
-            installed = wait("installed", lambda: machine_info(host, NAME)["state"]
-                             in ("installed", "failed"), start)
-            info = machine_info(host, NAME)
-            if info["state"] != "installed":
-                raise SystemExit(f"the install failed: {info['steps']}")
-            booted = wait("a login prompt from the disk",
-                          lambda: f"{NAME} login:" in machine.console(), start)
-            console = machine.console()
-        finally:
-            machine.stop()
+
+        def all_booted() -> bool:
+            listing = {m["name"]: m for m in host.hc("machine", "ls", json=True)}
+            now = time.monotonic() - start
+            for name, machine in running.items():
+                state, mark = listing[name]["state"], marks[name]
+                if state != "waiting":
+                    mark.setdefault("installer_started_s", now)
+                if state == "installed":
+                    mark.setdefault("installed_s", now)
+                    if f"{name} login:" in machine.console():
+                        mark.setdefault("booted_s", now)
+                elif machine.powered_off():
+                    raise SystemExit(f"{name}'s install failed: {listing[name]['steps']}")
+            return all("booted_s" in mark for mark in marks.values())
+        wait(f"{count} machine(s) installed and at a login prompt", all_booted, start)
+        consoles = {name: machine.console() for name, machine in running.items()}
+    listing = {m["name"]: m for m in host.hc("machine", "ls", json=True)}
     image_size = next(i for i in host.hc("image", "ls", json=True)
                       if i["name"] == IMAGE)["size_bytes"]
-    steps = {s["id"]: s["duration"] for s in info["steps"]}
-    received = re.search(r"received image \S+ \((\d+) MiB\) in (\d+)s", console)
-    return {"installer_started_s": installing, "installed_s": installed, "booted_s": booted,
-            "steps_s": steps, "image_bytes": image_size,
+    results = []
+    for boot in boots:
+        received = re.search(r"received image \S+ \((\d+) MiB\) in (\d+)s", consoles[boot.name])
+        results.append({
+            "name": boot.name, **marks[boot.name], "image_bytes": image_size,
+            "steps_s": {s["id"]: s["duration"] for s in listing[boot.name]["steps"]},
             "guest_stream_mib_s": (int(received.group(1)) / max(int(received.group(2)), 1)
-                                   if received else None)}
+                                   if received else None)})
+    return results
 
 
 def host_streams(host: DevHost, url: str) -> dict[str, float]:
@@ -119,9 +142,12 @@ def host_streams(host: DevHost, url: str) -> dict[str, float]:
     get = f"curl -sf -H 'Authorization: Bearer {token}' {url}/m/{NAME}/image"
     sent = timed(f"btrfs send -q {image} > /dev/null", receives=False)
     served = timed(f"{get} > /dev/null", receives=False)
-    # As the installer's stream-image action: the trailer split off, the body hashed.
-    ours = timed(f"{get} | zstd -dc | head -c -32 | tee >(sha256sum > {WORK}/digest) "
-                 f"| btrfs receive -q {target}")
+    # The installer's own receiving end, in the installer's shell (busybox), with the encoding
+    # hc-provision tells its machines.
+    workflow = json.loads(host.run("curl", "-sf", "-H", f"Authorization: Bearer {token}",
+                                   f"{url}/m/{NAME}/workflow").stdout)
+    receive = SCRIPTS / "receive-image.sh"
+    ours = timed(f"{get} | busybox sh {receive} {workflow['image']['encoding']} {target}")
     host.run("rmdir", target)
     return {"stream_mib": size_mib, "by_hand_s": by_hand, "provision_s": ours,
             "ratio": by_hand / ours, "send_only_s": sent, "served_only_s": served,
@@ -132,16 +158,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     devhost_arguments(parser, DEFAULT_DEVHOST)
     parser.add_argument("--runs", type=int, default=1, help="host-side stream runs")
+    parser.add_argument("--machines", type=int, nargs="+", default=[1], metavar="COUNT",
+                        help="installs of COUNT machines switched on together, in turn "
+                             f"(at most {MAX_MACHINES}; e.g. 1 2 4)")
+    parser.add_argument("--no-stream", action="store_true",
+                        help="skip the host-side stream")
     args = parse_root_arguments(parser, "runs")
-    results: dict[str, Any] = {}
+    if not all(1 <= count <= MAX_MACHINES for count in args.machines):
+        parser.error(f"--machines takes counts from 1 to {MAX_MACHINES}")
+    results: dict[str, Any] = {"host_stream": [], "installs": {}}
     with bench_devhost(args.devhost, DEFAULT_DEVHOST, args.keep) as host:
-        url = prepare(host)
-        log("the host-side stream")
-        results["host_stream"] = [host_streams(host, url) for _ in range(args.runs)]
-        log("one machine from power-on to its login prompt (TCG: minutes)")
-        host.hc("machine", "reinstall", NAME)
-        results["install"] = install(host)
-        host.hc("machine", "rm", NAME, check=False)
+        url = prepare(host, max(args.machines))
+        if not args.no_stream:
+            log("the host-side stream")
+            results["host_stream"] = [host_streams(host, url) for _ in range(args.runs)]
+        for count in args.machines:
+            log(f"{count} machine(s) at once from power-on to their login prompts "
+                "(TCG: minutes)")
+            results["installs"][count] = install(host, count)
+            log(f"{count} at once: " + ", ".join(
+                f"{m['name']} installed {m['installed_s']:.0f} s, booted {m['booted_s']:.0f} s"
+                for m in results["installs"][count]))
+        for boot in bench_machines(max(args.machines)):
+            host.hc("machine", "rm", boot.name, check=False)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -151,18 +190,31 @@ def main() -> int:
               f"throughput ratio {run['ratio']:.2f}x (target >= 0.8x); the server's side "
               f"alone (into /dev/null) {run['served_only_s']:.2f} s vs btrfs send "
               f"{run['send_only_s']:.2f} s: {run['served_ratio']:.2f}x")
-    done = results["install"]
-    total = done["booted_s"]
-    print(f"power-on -> installer running {done['installer_started_s']:.0f} s -> installed "
-          f"{done['installed_s']:.0f} s -> login prompt from the disk {total:.0f} s")
-    for step_id, seconds in done["steps_s"].items():
-        share = 100 * (seconds or 0) / total
-        print(f"  step {step_id}: {seconds or 0:.1f} s ({share:.0f}%)")
-    print(f"  the rest (firmware, iPXE, the installer's boot, reboot, the disk's boot): "
-          f"{total - sum(s or 0 for s in done['steps_s'].values()):.0f} s")
-    if done["guest_stream_mib_s"]:
-        print(f"the machine's own image stream (TCG): {done['guest_stream_mib_s']:.1f} MiB/s")
+    one = results["installs"].get(1)
+    alone = one[0]["booted_s"] if one else None
+    for count, machines in results["installs"].items():
+        last = max(m["booted_s"] for m in machines)
+        versus = f"; {last / alone:.2f}x one machine's time" if alone and count > 1 else ""
+        print(f"{count} machine(s) switched on together: all at their login prompts from the "
+              f"disk after {last:.0f} s ({3600 * count / last:.0f} installs an hour{versus})")
+        for done in machines:
+            print_install(done)
     return 0
+
+
+def print_install(done: dict[str, Any]) -> None:
+    """One machine's way from power-on to its login prompt, each step's share."""
+    total = done["booted_s"]
+    print(f"  {done['name']}: power-on -> installer running {done['installer_started_s']:.0f} s "
+          f"-> installed {done['installed_s']:.0f} s -> login prompt from the disk "
+          f"{total:.0f} s")
+    steps = done["steps_s"]
+    print("    " + ", ".join(f"{step_id} {seconds or 0:.1f} s ({100 * (seconds or 0) / total:.0f}%)"
+                            for step_id, seconds in steps.items())
+          + f"; the rest (firmware, iPXE, the installer's boot, reboot, the disk's boot) "
+          f"{total - sum(s or 0 for s in steps.values()):.0f} s")
+    if done["guest_stream_mib_s"]:
+        print(f"    its own image stream (TCG): {done['guest_stream_mib_s']:.1f} MiB/s")
 
 
 if __name__ == "__main__":

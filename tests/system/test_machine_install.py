@@ -8,15 +8,22 @@ Kept to a few VM boots (TCG, and the whole module within a CI budget of ten minu
 install under UEFI (OVMF), during which hc-provision is restarted mid-stream (the image step
 fails, is tried again, and the machine is not called installed before it is); the installed
 disk booting by itself (boot.ipxe answers `exit`, the firmware goes on to the disk); a copy of
-that disk booting under BIOS (SeaBIOS, through the extlinux on the same ESP); a diskless
-machine network-booting under SeaBIOS (iPXE there too) and running its image from RAM.
+that disk booting under BIOS (SeaBIOS, through the extlinux on the same ESP); two machines
+switched on together through the same hc-dhcp and hc-provision, one installing (UEFI), one
+network-booting under SeaBIOS (iPXE there too) and running its image from RAM, each with its own
+token, steps and log; two that must fail, switched on together too: a disk too small for the
+image and a user's workflow with a step past its timeout.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from typing import Any
@@ -27,24 +34,33 @@ from homecloud.devhost import DevHost
 from tests.conftest import build_debian
 from tests.system.baremetal import (
     OVMF_CODE,
+    Boot,
     Machine,
     enable_provisioning,
     machine_info,
+    machines_on,
     start_machine,
     step,
     tap_on_hc0,
+    wait_for_machines,
 )
 from tests.system.cli_checks import wait_for
 
 IMAGE = "debian-machine"
-MAC, MAC2 = "52:54:00:4e:00:01", "52:54:00:4e:00:02"
+MAC, MAC2, MAC3 = "52:54:00:4e:00:01", "52:54:00:4e:00:02", "52:54:00:4e:00:03"
+MAC4, MAC5 = "52:54:00:4e:00:04", "52:54:00:4e:00:05"
 WORK = "/var/tmp/machine-install"  # in the dev host: disks, firmware variables, serial logs
 DISK_SIZE = "3G"
+TINY_DISK = "64M"  # far below what the image needs
+DISKLESS_MEMORY_MIB = 1024  # the image's tree lives in that RAM
+STEP_TIMEOUT = 5  # the user's slow step, in seconds
 KEY = f"{WORK}/id_node1"
 SSH = ["ssh", "-i", KEY, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-       "-o", "ConnectTimeout=5", "-o", "BatchMode=yes"]
+       "-o", "ConnectTimeout=30", "-o", "BatchMode=yes"]  # an emulated sshd on busy cores
 INSTALL_TIMEOUT = 600  # power-on to installed under TCG on a busy 2-core machine
-BOOT_TIMEOUT = 240  # from the disk to a login prompt
+# Two emulated machines at once share the cores: each takes up to twice as long.
+TOGETHER_TIMEOUT = 2 * INSTALL_TIMEOUT
+BOOT_TIMEOUT = 600  # from the disk to a login prompt: about 70 s quiet, 400 s at load 19
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +127,9 @@ def install(host: DevHost, gateway: IPv4Interface, tap: str) -> Iterator[Install
     host.run("truncate", "-s", DISK_SIZE, disk)
     machine = start_machine(host, WORK, "node1", disk, uefi=True, tap=tap, mac=MAC)
     try:
-        wait_for("node1's image step to start",
-                 lambda: step(node1(host), "image").get("status") == "running", INSTALL_TIMEOUT)
+        wait_for_machines({"node1": machine}, "node1's image step to start",
+                          lambda: step(node1(host), "image").get("status") == "running",
+                          INSTALL_TIMEOUT)
         time.sleep(5)  # some of the stream is on its way
         host.run("systemctl", "restart", "hc-provision.service")
         states = []
@@ -123,10 +140,10 @@ def install(host: DevHost, gateway: IPv4Interface, tap: str) -> Iterator[Install
             message: str = step(current, "image").get("message", "")
             return message if "try 2" in message else ""
         retry = wait_for("the image step's second try", retried, 120)
-        wait_for("node1 to be installed", lambda: node1(host)["state"] == "installed",
-                 INSTALL_TIMEOUT)
-        wait_for("node1 to boot from its disk to a login prompt",
-                 lambda: "node1 login:" in machine.console(), BOOT_TIMEOUT)
+        wait_for_machines({"node1": machine}, "node1 to be installed",
+                          lambda: node1(host)["state"] == "installed", INSTALL_TIMEOUT)
+        wait_for_machines({"node1": machine}, "node1 to boot from its disk to a login prompt",
+                          lambda: "node1 login:" in machine.console(), BOOT_TIMEOUT)
         wait_for_ssh(host, node1(host)["address4"])
         yield Install(node1(host), states, retry, host.hc("machine", "logs", "node1").stdout,
                       machine.console(), disk, machine)
@@ -169,8 +186,8 @@ def test_a_copy_of_the_disk_boots_under_bios(host: DevHost, install: Install) ->
     host.run("cp", "--sparse=always", install.disk, copy)
     machine = start_machine(host, WORK, "node1-bios", copy, uefi=False)
     try:
-        wait_for("the BIOS boot to reach a login prompt",
-                 lambda: "node1 login:" in machine.console(), BOOT_TIMEOUT)
+        wait_for_machines({"node1-bios": machine}, "the BIOS boot to reach a login prompt",
+                          lambda: "node1 login:" in machine.console(), BOOT_TIMEOUT)
         # SeaBIOS ran the MBR code into extlinux: the kernel found no EFI, as it did under OVMF.
         assert "efi: EFI v" in install.console and "efi: EFI v" not in machine.console()
     finally:
@@ -178,27 +195,190 @@ def test_a_copy_of_the_disk_boots_under_bios(host: DevHost, install: Install) ->
         host.run("rm", "-f", copy)
 
 
-def test_a_diskless_machine_runs_its_image_from_ram(host: DevHost, gateway: IPv4Interface,
-                                                    install: Install) -> None:
-    """node2 has no disk: the installer unpacks the image into RAM and switches to it (1 GiB:
-    the image's tree lives in that RAM)."""
+# -- machines switched on together ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Together:
+    """Machines switched on at the same time, seen once every one of them had finished."""
+
+    machines: dict[str, dict[str, Any]]  # `hc machine ls`, by name
+    states: dict[str, set[str]]  # every state each one showed on the way
+    logs: dict[str, str]  # `hc machine logs NAME`
+    consoles: dict[str, str]
+    disks: dict[str, str]  # the disk files of those that have one, in the dev host
+    table: str  # `hc machine ls`
+
+
+@contextmanager
+def switched_on_together(host: DevHost, boots: Sequence[Boot],
+                         finished: Callable[[dict[str, Any], Machine], bool]
+                         ) -> Iterator[Together]:
+    """Every machine of ``boots`` switched on at once; the context is entered when
+    ``finished`` holds for all of them, which run until it exits."""
+    with machines_on(host, WORK, boots) as running:
+        states: dict[str, set[str]] = {name: set() for name in running}
+
+        def all_finished() -> bool:
+            time.sleep(1)  # `hc machine ls` and the consoles once a second, not ten times
+            listing = {m["name"]: m for m in host.hc("machine", "ls", json=True)}
+            for name in running:
+                states[name].add(listing[name]["state"])
+            return all(finished(listing[name], machine) for name, machine in running.items())
+        wait_for_machines(running, f"{', '.join(running)} to finish", all_finished,
+                          TOGETHER_TIMEOUT)
+        listing = {m["name"]: m for m in host.hc("machine", "ls", json=True)}
+        yield Together({name: listing[name] for name in running}, states,
+                       {name: host.hc("machine", "logs", name).stdout for name in running},
+                       {name: machine.console() for name, machine in running.items()},
+                       {boot.name: disk for boot in boots
+                        if (disk := boot.disk(WORK)) is not None},
+                       host.hc("machine", "ls").stdout)
+
+
+@dataclass(frozen=True)
+class Pair:
+    together: Together
+    hostnames: dict[str, str]  # over SSH, from each machine's address
+    root_types: dict[str, str]  # the file system each runs from
+    answers: dict[str, list[str]]  # the host's DNS answer for each one's name
+
+
+@pytest.fixture(scope="module")
+def pair(host: DevHost, gateway: IPv4Interface) -> Pair:
+    """node2 (no disk: its image from RAM, SeaBIOS) and node3 (an empty disk, UEFI) switched
+    on together; seen over SSH once both are up, then switched off."""
     host.hc("machine", "add", "node2", "--mac", MAC2, "--image", IMAGE, "--diskless",
             "--ssh-key", f"{KEY}.pub")
-    with tap_on_hc0(host, "hcitap1") as tap:
-        machine = start_machine(host, WORK, "node2", None, uefi=False, tap=tap, mac=MAC2,
-                                memory_mib=1024)
-        try:
-            wait_for("node2 to run from RAM to a login prompt",
-                     lambda: "node2 login:" in machine.console(), INSTALL_TIMEOUT)
-            node2 = machine_info(host, "node2")
-            assert node2["state"] == "installed"
-            address = node2["address4"]
+    host.hc("machine", "add", "node3", "--mac", MAC3, "--image", IMAGE, "--ssh-key", f"{KEY}.pub")
+    boots = [Boot("node2", MAC2, None, memory_mib=DISKLESS_MEMORY_MIB),
+             Boot("node3", MAC3, DISK_SIZE, uefi=True)]
+
+    def up(machine: dict[str, Any], running: Machine) -> bool:
+        return (machine["state"] in ("installed", "failed")
+                and f"{machine['name']} login:" in running.console())
+    with switched_on_together(host, boots, up) as together:
+        hostnames, root_types, answers = {}, {}, {}
+        for name, machine in together.machines.items():
+            address = machine["address4"]
             wait_for_ssh(host, address)
-            assert sh_on(host, address, "hostname").strip() == "node2"
-            assert sh_on(host, address, "findmnt -no FSTYPE /").strip() == "tmpfs"
-        finally:
-            machine.stop()
-            host.hc("machine", "rm", "node2")
+            hostnames[name], root_types[name] = sh_on(
+                host, address, "hostname; findmnt -no FSTYPE /").split()
+            answers[name] = host.run("dig", f"@{gateway.ip}", "+short", machine["fqdn"],
+                                     "A").stdout.split()
+    return Pair(together, hostnames, root_types, answers)
+
+
+def test_two_machines_switched_on_together_both_come_up_named(pair: Pair) -> None:
+    machines = pair.together.machines
+    assert {name: m["state"] for name, m in machines.items()} == {"node2": "installed",
+                                                                 "node3": "installed"}
+    assert pair.hostnames == {"node2": "node2", "node3": "node3"}
+    assert pair.root_types == {"node2": "tmpfs", "node3": "btrfs"}
+    assert pair.answers == {name: [m["address4"]] for name, m in machines.items()}
+    # At once: each one's workflow began before the other's ended.
+    spans = {name: (min(s["started"] for s in m["steps"]), max(s["finished"] for s in m["steps"]))
+             for name, m in machines.items()}
+    assert spans["node2"][0] < spans["node3"][1] and spans["node3"][0] < spans["node2"][1], spans
+
+
+def test_two_machines_at_once_keep_their_own_steps_logs_and_tokens(
+        host: DevHost, gateway: IPv4Interface, pair: Pair) -> None:
+    together = pair.together
+    steps = {name: [(s["id"], s["status"]) for s in m["steps"]]
+             for name, m in together.machines.items()}
+    assert steps == {"node2": [("rootfs", "ok"), ("identity", "ok")],
+                     "node3": [(step, "ok") for step in
+                               ("wipe", "partition", "image", "boot", "identity")]}
+    for name, other in (("node2", "node3"), ("node3", "node2")):
+        assert f"identity: {name}," in together.logs[name], together.logs[name]
+        assert other not in together.logs[name], together.logs[name]
+        assert "homecloud installer" in together.consoles[name]
+        assert f"hc.machine={name} " in together.consoles[name]
+        assert f"hc.machine={other} " not in together.consoles[name]
+    assert "received image debian-machine" in together.logs["node3"]
+    assert "root in RAM" in together.logs["node2"]
+    # Each installer had a token of its own, which opens its own machine only.
+    tokens = {name: re.findall(r"hc\.token=(\S+)", console)[0]
+              for name, console in together.consoles.items()}
+    assert tokens["node2"] != tokens["node3"]
+    url = f"http://{gateway.ip}:8067"
+
+    def status(name: str, token: str) -> str:
+        # /m/NAME/nosuch: the token is checked first, and nothing is changed either way.
+        return host.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                        f"Authorization: Bearer {token}", f"{url}/m/{name}/nosuch").stdout
+    assert status("node3", tokens["node2"]) == "403"
+    assert status("node2", tokens["node3"]) == "403"
+    assert status("node2", tokens["node2"]) == "404"
+
+
+# -- bad input: a disk too small, a step past its timeout ---------------------------------------
+
+SLOW_WORKFLOW = {
+    "description": "the image in RAM, then a command that outlives its step's timeout",
+    "actions": [
+        {"id": "rootfs", "action": "fetch-rootfs", "timeout": 900},
+        {"id": "slow", "action": "run-in-target", "timeout": STEP_TIMEOUT,
+         "with": {"argv": ["sleep", "600"]}},
+        {"id": "identity", "action": "identity", "timeout": 60},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def failures(host: DevHost, gateway: IPv4Interface) -> Together:
+    """node4 (a 64 MiB disk, the install workflow) and node5 (a user's workflow whose second
+    step sleeps past its timeout) switched on together, seen once both switched themselves
+    off."""
+    # A workflow is YAML, and JSON is YAML.
+    host.run("sh", "-c", "mkdir -p /etc/homecloud/workflows && printf '%s\\n' "
+             f"{shlex.quote(json.dumps(SLOW_WORKFLOW))} > /etc/homecloud/workflows/slow.yaml")
+    host.hc("machine", "add", "node4", "--mac", MAC4, "--image", IMAGE)
+    host.hc("machine", "add", "node5", "--mac", MAC5, "--image", IMAGE, "--diskless",
+            "--workflow", "slow")
+    boots = [Boot("node4", MAC4, TINY_DISK), Boot("node5", MAC5, None,
+                                                  memory_mib=DISKLESS_MEMORY_MIB)]
+    with switched_on_together(host, boots, lambda _, running: running.powered_off()) as seen:
+        return seen
+
+
+def test_a_disk_too_small_is_refused_before_anything_is_written(
+        host: DevHost, failures: Together) -> None:
+    node4 = failures.machines["node4"]
+    assert node4["state"] == "failed" and "installed" not in failures.states["node4"]
+    steps = {s["id"]: s for s in node4["steps"]}
+    assert [steps[i]["status"] for i in ("wipe", "partition", "image", "boot", "identity")] == \
+        ["ok", "failed", "pending", "pending", "pending"]
+    message = steps["partition"]["message"]
+    found = re.fullmatch(r"partition failed: disk /dev/vda is too small: 64 MiB, the image "
+                         r"needs at least (\d+) MiB", message)
+    assert found, message
+    # The image's own size counted (twice: received, then its writable snapshot growing).
+    [image] = [i for i in host.hc("image", "ls", json=True) if i["name"] == IMAGE]
+    assert int(found.group(1)) >= 2 * image["size_bytes"] // 2**20
+    assert f"node4: step partition: {message}" in failures.table
+    assert "partition:failed" in failures.table
+    # No partition table, no file system: nothing half-written on the disk.
+    assert host.run("wipefs", "--no-act", failures.disks["node4"]).stdout == ""
+    assert host.run("sfdisk", "--dump", failures.disks["node4"], check=False).returncode != 0
+
+
+def test_a_step_past_its_timeout_fails_and_stops_the_workflow(failures: Together) -> None:
+    node5 = failures.machines["node5"]
+    assert node5["state"] == "failed" and "installed" not in failures.states["node5"]
+    steps = {s["id"]: s for s in node5["steps"]}
+    assert [steps[i]["status"] for i in ("rootfs", "slow", "identity")] == \
+        ["ok", "failed", "pending"]
+    assert steps["slow"]["message"] == f"run-in-target timed out after {STEP_TIMEOUT}s"
+    # The last try ended at its timeout, not when `sleep 600` would have.
+    assert STEP_TIMEOUT <= steps["slow"]["duration"] < STEP_TIMEOUT + 30
+    assert (f"node5: step slow: run-in-target timed out after {STEP_TIMEOUT}s"
+            in failures.table)
+    assert "slow:failed" in failures.table
+    console = failures.consoles["node5"]
+    # The step's own processes ended with it: the root in RAM could be unmounted.
+    assert "the workflow stopped at step 1" in console
+    assert "Resource busy" not in console, console
 
 
 def test_image_ls_shows_the_image_installs_on_machines(host: DevHost) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from homecloud.devhost import DevHost
+from tests.system.baremetal import import_stand_in_image
 from tests.system.cli_checks import hc_fails, wait_for
 
 IMAGE = "tiny-machine"
@@ -41,10 +42,7 @@ def host(private_devhost: DevHost) -> DevHost:
         if shutil.which(tool) is None:
             pytest.skip(f"the bare-metal tests need {tool}")
     host = private_devhost
-    host.run("sh", "-c", "mkdir -p /tmp/tree/bin /tmp/tree/boot /tmp/tree/usr /tmp/tree/sbin && "
-             "cp /bin/busybox /tmp/tree/bin/ && ln -s /bin/busybox /tmp/tree/sbin/init && "
-             "echo kernel > /tmp/tree/boot/vmlinuz-0 && echo initrd > /tmp/tree/boot/initrd.img-0")
-    host.hc("image", "import", IMAGE, "/tmp/tree", "-q")
+    import_stand_in_image(host, IMAGE)
     host.hc("image", "build", "busybox", "-q")  # a tree with no kernel: not installable
     builds = host.run("sh", "-c", f"ls {INSTALLER} 2>/dev/null || true").stdout.split()
     if not builds:

@@ -143,8 +143,15 @@ run_step() {
             echo "this installer has no action $action" >> "$HC_RUN/step.log"
             status=127
         else
-            timeout "$limit" sh "$script" >> "$HC_RUN/step.log" 2>&1
+            # In a session of its own: past its timeout, what the action started (a sleeping
+            # command, a receive still writing) ends with it, before a retry starts over.
+            rm -f "$HC_RUN/step.pgid"
+            timeout "$limit" setsid sh -c 'echo $$ > "$0"; exec sh "$1"' \
+                "$HC_RUN/step.pgid" "$script" >> "$HC_RUN/step.log" 2>&1
             status=$?
+            case "$status" in
+                143|137) [ -s "$HC_RUN/step.pgid" ] && kill -KILL -"$(cat "$HC_RUN/step.pgid")" 2>/dev/null ;;
+            esac
         fi
         took=$(( $(date +%s) - started ))
         sed "s/^/  $id: /" "$HC_RUN/step.log" > /dev/console
