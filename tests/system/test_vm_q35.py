@@ -37,6 +37,7 @@ from cli_checks import (
     wait_for,
 )
 from console_pages import SCREEN_CANVAS, add_door_user, open_console_page, wait_for_screen
+from libvirt_host import require_libvirtd
 from netstate import unchanged_network
 
 from homecloud.devhost import DevHost
@@ -54,7 +55,6 @@ NAME = "vq"
 REAL = "debian-vm"
 DIRECT = "vqd"
 UEFI = "vqu"
-PYTHON = "/opt/homecloud/venv/bin/python"
 SWTPM_STATE = "/var/lib/libvirt/swtpm"
 BOOT_TIMEOUT = 300  # `hc run`/`hc start` of a booting q35 under TCG on a loaded machine
 # cloud-init's runcmd leaves proof it ran, with the instance-id the seed gave it; its users
@@ -83,23 +83,10 @@ DOOR_PASSWORD = "screen viewer password"
 LIBVIRT_SOCKETS = ("libvirtd.socket", "libvirtd-ro.socket", "libvirtd-admin.socket")
 
 
-def start_libvirtd(host: DevHost) -> None:
-    """libvirtd in a container: no cgroup controllers of its own (ENVIRONMENT.md); swtpm's
-    local CA directory, which the package makes on the machine but the volatile root lacks."""
-    host.run("sh", "-c", "grep -q '^cgroup_controllers' /etc/libvirt/qemu.conf || "
-             "echo 'cgroup_controllers = [ ]' >> /etc/libvirt/qemu.conf")
-    host.run("install", "-d", "-o", "tss", "-g", "root", "-m", "0750", "/var/lib/swtpm-localca")
-    host.run("systemctl", "start", "virtlogd.service", "libvirtd.service")
-
-
 @pytest.fixture(scope="module")
 def q35_host(private_devhost: DevHost) -> Iterator[DevHost]:
     host = private_devhost
-    if host.run("test", "-x", "/usr/sbin/libvirtd", check=False).returncode != 0:
-        pytest.skip("libvirt-daemon-system is not installed on this machine")
-    if host.run(PYTHON, "-c", "import libvirt", check=False).returncode != 0:
-        pytest.skip("libvirt-python is not installed in homecloud's venv")
-    start_libvirtd(host)
+    require_libvirtd(host)
     host.run("qemu-img", "create", "-q", "-f", "qcow2", "/tmp/blank.qcow2", "64M")
     host.hc("image", "import", IMAGE, "/tmp/blank.qcow2")
     yield host

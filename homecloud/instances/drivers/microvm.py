@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 VMCTL = "homecloud.instances.drivers.vmctl"
 READY_LINE = b"READY=1"
 CONSOLE_LINES = 15  # shown when a guest never becomes ready
+# Under TCG a guest runs several times slower, its shutdown too (about 1 s on a quiet machine,
+# over 30 s on a loaded 2-core one): it gets this many stop timeouts to power off before qemu
+# is killed, so a sleep or `hc stop` stays a clean poweroff.
+TCG_STOP_FACTOR = 3.0
 
 
 class MicroVm(VmMachine):
@@ -91,14 +95,15 @@ class MicroVm(VmMachine):
             kvm=self.kvm().usable, tsc_khz=host_tsc_khz(), cpus=spec.cpus,
             memory=spec.memory,
             tap=tap_name(spec.name) if networked else None)
+        stop_timeout = guest_stop_timeout(self.host.stop_timeout, kvm=config.kvm)
         stop_argv = [sys.executable, "-m", VMCTL, "powerdown", str(config.sockets.qmp),
-                     f"{self.host.stop_timeout:g}"]
+                     f"{stop_timeout:g}"]
         return TransientService(
             name=instance.unit, argv=microvm_argv(config),
             description=f"homecloud VM {spec.name}", slice=self.host.slice,
             # Up once qemu runs; READY comes from the guest, over its port (wait_ready).
             service_type="exec", tasks_max=4096,
-            timeout_stop=self.host.stop_timeout + 5.0, kill_mode="mixed",
+            timeout_stop=stop_timeout + 5.0, kill_mode="mixed",
             restart=spec.restart, restart_sec=1.0 if spec.restart != "no" else None,
             device_policy="closed",
             device_allow=(("/dev/kvm", "rw"), ("/dev/net/tun", "rw"),
@@ -191,6 +196,11 @@ class MicroVm(VmMachine):
 
 
 AGENT_COMMAND_TIMEOUT = 10.0  # seconds a guest agent command may take (TCG guests are slow)
+
+
+def guest_stop_timeout(stop_timeout: float, *, kvm: bool) -> float:
+    """Seconds a guest gets to power off: the host's stop timeout, longer under TCG."""
+    return stop_timeout if kvm else stop_timeout * TCG_STOP_FACTOR
 
 
 def host_tsc_khz(cpuinfo: Path = Path("/proc/cpuinfo")) -> int | None:

@@ -102,7 +102,9 @@ def powerdown(path: Path, timeout: float) -> bool:
             channel.sock.settimeout(max(0.1, deadline - time.monotonic()))
             try:
                 channel.receive()
-            except (ConnectionError, OSError):
+            except TimeoutError:  # an OSError too, but qemu still runs: not powered off
+                break
+            except OSError:  # qemu closed the socket as it exited
                 return True
     return False
 
