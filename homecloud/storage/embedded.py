@@ -18,6 +18,7 @@ from homecloud.config import CONFIG_PATH, PoolConfig
 from homecloud.errors import HostError
 from homecloud.files import write_if_changed
 from homecloud.storage.fsutil import fs_name, nearest_existing
+from homecloud.storage.mountinfo import parse_mounts
 from homecloud.storage.mountunit import mount_unit_name, render_mount_unit
 from homecloud.tools import run_tool
 
@@ -56,23 +57,9 @@ def classify_image(head: bytes) -> str:
     return "other"
 
 
-def _unescape_mountinfo(field: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as octal escapes.
-    for code in ("040", "011", "012", "134"):
-        field = field.replace("\\" + code, chr(int(code, 8)))
-    return field
-
-
 def parse_mountinfo(text: str) -> dict[str, str]:
     """Mount point -> file system type, the last mount on each point winning."""
-    mounts: dict[str, str] = {}
-    for line in text.splitlines():
-        fields = line.split(" ")
-        if " - " not in line or len(fields) < 5:
-            continue
-        fstype = line.split(" - ", 1)[1].split(" ")[0]
-        mounts[_unescape_mountinfo(fields[4])] = fstype
-    return mounts
+    return {mount.point: mount.fstype for mount in parse_mounts(text)}
 
 
 def pool_mount_unit(config: PoolConfig) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from homecloud.config import CONFIG_PATH
 from homecloud.errors import HostError
 from homecloud.storage.base import StorageDriver
 from homecloud.storage.fsutil import BTRFS_MAGIC, can_reflink, fs_name, fs_type
+from homecloud.storage.zfs_host import zfs_missing, zfs_unfit
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,23 @@ FITS = Fit(True)
 @dataclass(frozen=True)
 class DriverEntry:
     name: str
-    # "module:Class"; None for a driver homecloud names but cannot run on this host yet.
+    # "module:Class"; None for a driver homecloud names but does not ship yet.
     target: str | None
     probe: Callable[[Path], Fit]
+    # Why the driver cannot run on this host at all (its kernel module or library is missing),
+    # or None; asked without importing the driver.
+    missing: Callable[[], str | None] = lambda: None
+
+    def unavailable(self) -> str | None:
+        if self.target is None:
+            return "homecloud has no such driver yet"
+        return self.missing()
 
     def load(self) -> type[StorageDriver]:
-        if self.target is None:
-            raise HostError(f"the {self.name} driver is not available on this host: set "
-                            f"pool.driver in {CONFIG_PATH} to {driver_choices()}")
+        reason = self.unavailable()
+        if reason is not None or self.target is None:
+            raise HostError(f"the {self.name} driver is not available on this host: {reason}; "
+                            f"or set pool.driver in {CONFIG_PATH} to {driver_choices()}")
         return load_class(self.target, StorageDriver, f"the {self.name} driver",
                           "a storage driver", ": reinstall homecloud with its dependencies, or "
                           "set pool.driver to another driver")
@@ -58,19 +68,19 @@ def clones_files(path: Path) -> Fit:
                       "use XFS made with reflink=1 (or btrfs), or set pool.driver to auto")
 
 
+def on_zfs(path: Path) -> Fit:
+    reason = zfs_unfit(path)
+    return FITS if reason is None else Fit(False, reason)
+
+
 def anywhere(path: Path) -> Fit:
     return FITS
-
-
-def not_here(path: Path) -> Fit:
-    return Fit(False, "this driver is not available on this host")
 
 
 # Preference order for ``auto``: the first whose probe fits wins.
 DRIVERS: tuple[DriverEntry, ...] = (
     DriverEntry("btrfs", "homecloud.storage.btrfs:BtrfsDriver", on_btrfs),
-    # ZFS needs its kernel module and libzfs_core (pyzfs); no driver ships for it yet.
-    DriverEntry("zfs", None, not_here),
+    DriverEntry("zfs", "homecloud.storage.zfs:ZfsDriver", on_zfs, zfs_missing),
     DriverEntry("reflink", "homecloud.storage.reflink:ReflinkDriver", clones_files),
     DriverEntry("copy", "homecloud.storage.copy:CopyDriver", anywhere),
 )
@@ -78,7 +88,7 @@ DRIVERS: tuple[DriverEntry, ...] = (
 
 def available() -> list[DriverEntry]:
     """The drivers that can run on this host, in order of preference."""
-    return [entry for entry in DRIVERS if entry.target is not None]
+    return [entry for entry in DRIVERS if entry.unavailable() is None]
 
 
 def driver_choices() -> str:

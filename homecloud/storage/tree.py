@@ -24,24 +24,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from homecloud.errors import Conflict, NotFound, UserError
-from homecloud.sizes import format_size
-from homecloud.storage.base import (
-    Dataset,
-    PoolUsage,
-    Snapshot,
-    StorageDriver,
-    Volume,
-    check_dataset_name,
-)
-from homecloud.storage.failures import free_bytes, os_failure, pool_full
+from homecloud.storage.base import Dataset, PoolUsage, Snapshot, check_dataset_name
+from homecloud.storage.failures import os_failure
+from homecloud.storage.file_volumes import FileVolumeDriver
 from homecloud.storage.fsutil import exchange, rename_noreplace
-from homecloud.storage.volumes import (
-    VOLUME_FILE,
-    check_growth,
-    grow_volume_file,
-    make_volume_file,
-    volume_size,
-)
 
 SNAPSHOTS_DIR = ".snapshots"
 WORK_DIR = ".work"
@@ -77,7 +63,7 @@ def ancestors(name: str) -> Iterator[str]:
         yield "/".join(parts[:i])
 
 
-class TreeDriver(StorageDriver):
+class TreeDriver(FileVolumeDriver):
     """A pool whose datasets are directory trees under ``root`` (see the module docstring)."""
 
     # -- primitives supplied by each driver -------------------------------------------------
@@ -388,57 +374,6 @@ class TreeDriver(StorageDriver):
                 self._undo_parents(made)
                 raise
         return self._describe_snapshot(name, snapshot, dst)
-
-    # -- block volumes --------------------------------------------------------------------------
-    def create_volume(self, name: str, size: str | int) -> Volume:
-        self.path(name)  # a bad name is the first thing to say
-        nbytes = volume_size(size)
-        action = f"create volume {name!r} of {format_size(nbytes)}"
-        self._check_room(nbytes, action)
-        self.create(name)
-        try:
-            try:
-                make_volume_file(self.path(name) / VOLUME_FILE, nbytes)
-            except OSError as exc:
-                raise os_failure(exc, self.root, action) from exc
-        except BaseException:
-            self.destroy(name)
-            raise
-        return self.volume(name)
-
-    def volume(self, name: str) -> Volume:
-        path = self._require(name) / VOLUME_FILE
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise NotFound(f"dataset {name!r} holds no volume") from None
-        except OSError as exc:
-            raise os_failure(exc, self.root, f"read volume {name!r}") from exc
-        return Volume(dataset=name, path=path, size=st.st_size, allocated=st.st_blocks * 512)
-
-    def resize_volume(self, name: str, size: str | int) -> Volume:
-        nbytes = volume_size(size)
-        current = self.volume(name)
-        check_growth(name, current.size, nbytes)
-        if nbytes == current.size:
-            return current
-        if self.get(name).readonly:
-            raise UserError(f"cannot grow volume {name!r}: its dataset is read-only; make it "
-                            "writable first")
-        action = f"grow volume {name!r} to {format_size(nbytes)}"
-        self._check_room(nbytes - current.size, action)
-        try:
-            grow_volume_file(current.path, nbytes)
-        except OSError as exc:
-            raise os_failure(exc, self.root, action) from exc
-        return self.volume(name)
-
-    def _check_room(self, added: int, action: str) -> None:
-        """Refuse volume capacity the pool could never hold: a guest that fills its disk past
-        the pool's free space would meet write errors it cannot explain. Volumes stay sparse,
-        so several may together promise more than is free."""
-        if added > free_bytes(self.root):
-            raise pool_full(self.root, action)
 
     # -- pool -----------------------------------------------------------------------------------
     def usage(self) -> PoolUsage:

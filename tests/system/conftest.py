@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pools import btrfs_loop_pool, directory_pool, tmpfs_pool, xfs_loop_pool
+from zfs_pool import zfs_file_pool
 
 from homecloud.storage.base import StorageDriver
 from homecloud.storage.btrfs import BtrfsDriver
@@ -36,25 +37,32 @@ def xfs_pool(tmp_path: Path) -> Iterator[ReflinkDriver]:
         yield driver
 
 
-@pytest.fixture(params=["btrfs", "reflink", "copy"])
+@pytest.fixture(params=["btrfs", "reflink", "copy", "zfs"])
 def pool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StorageDriver]:
-    """Each driver in turn, on the file system it is made for."""
+    """Each driver in turn, on the file system it is made for (zfs skips, saying why, where
+    the host cannot run it)."""
     if request.param == "btrfs":
         yield request.getfixturevalue("btrfs_pool")
     elif request.param == "reflink":
         yield request.getfixturevalue("xfs_pool")
+    elif request.param == "zfs":
+        with zfs_file_pool(tmp_path) as driver:
+            yield driver
     else:
         with directory_pool(tmp_path) as driver:
             yield driver
 
 
-@pytest.fixture(params=["btrfs", "reflink", "copy"])
+@pytest.fixture(params=["btrfs", "reflink", "copy", "zfs"])
 def tiny_pool(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StorageDriver]:
     """Each driver on a small pool that tests can fill: XFS cannot be smaller than 300 MiB."""
     if request.param == "btrfs":
         yield request.getfixturevalue("tiny_btrfs_pool")
     elif request.param == "reflink":
         with xfs_loop_pool(tmp_path, 300 << 20) as driver:
+            yield driver
+    elif request.param == "zfs":
+        with zfs_file_pool(tmp_path, TINY) as driver:
             yield driver
     else:
         with tmpfs_pool(tmp_path, TINY) as driver:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from homecloud.config import PoolConfig
 from homecloud.errors import HostError
 from homecloud.storage.fsutil import BTRFS_MAGIC, can_reflink, fs_type
 from homecloud.storage.pool import detect_driver, driver_class, open_pool
+from homecloud.storage.zfs_host import zfs_missing
 
 
 def plain_dir(tmp_path: Path) -> Path:
@@ -20,9 +22,14 @@ def plain_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_zfs_is_not_available(tmp_path: Path) -> None:
-    with pytest.raises(HostError, match="^the zfs driver is not available on this host: "):
+def test_zfs_says_why_it_cannot_run(tmp_path: Path) -> None:
+    missing = zfs_missing()
+    expected = (f"^the zfs driver is not available on this host: {re.escape(missing)}; or set "
+                if missing else f"^the pool at {tmp_path} is on .*, not a ZFS file system "
+                                "mounted there: run 'zfs create -o mountpoint=")
+    with pytest.raises(HostError, match=expected):
         open_pool(PoolConfig(driver="zfs", path=tmp_path))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_pool_directory(tmp_path: Path) -> None:

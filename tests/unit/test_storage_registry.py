@@ -19,12 +19,15 @@ from homecloud.storage.registry import (
     driver_choices,
     driver_entry,
 )
+from homecloud.storage.zfs_host import zfs_missing
 
 
 def test_preference_order_and_choices() -> None:
-    assert [entry.name for entry in available()] == ["btrfs", "reflink", "copy"]
-    assert driver_choices() == "auto, btrfs, reflink or copy"
-    assert "zfs" in [entry.name for entry in DRIVERS]  # known, not shipped
+    assert [entry.name for entry in DRIVERS] == ["btrfs", "zfs", "reflink", "copy"]
+    # zfs runs only where its kernel module, pyzfs and the zfs command are.
+    here = ["btrfs", *([] if zfs_missing() else ["zfs"]), "reflink", "copy"]
+    assert [entry.name for entry in available()] == here
+    assert driver_choices() == f"auto, {', '.join(here[:-1])} or copy"
 
 
 def test_every_available_driver_declares_its_capabilities() -> None:
@@ -42,12 +45,20 @@ def test_every_available_driver_declares_its_capabilities() -> None:
 
 
 def test_unknown_and_unavailable_drivers() -> None:
-    with pytest.raises(HostError, match=r"^unknown pool driver 'lvm': use auto, btrfs, reflink "
-                                        "or copy$"):
+    choices = driver_choices()
+    with pytest.raises(HostError, match=rf"^unknown pool driver 'lvm': use {choices}$"):
         driver_entry("lvm")
-    with pytest.raises(HostError, match=r"^the zfs driver is not available on this host: set "
-                                        r"pool\.driver in .* to auto, btrfs, reflink or copy$"):
-        driver_entry("zfs").load()
+    lacking = DriverEntry("lvm", "homecloud.storage.copy:CopyDriver", anywhere,
+                          lambda: "the dm-thin kernel module is not loaded")
+    assert lacking.unavailable() == "the dm-thin kernel module is not loaded"
+    with pytest.raises(HostError, match=r"^the lvm driver is not available on this host: the "
+                                        r"dm-thin kernel module is not loaded; or set "
+                                        rf"pool\.driver in .* to {choices}$"):
+        lacking.load()
+    unshipped = DriverEntry("lvm", None, anywhere)
+    with pytest.raises(HostError, match="^the lvm driver is not available on this host: "
+                                        "homecloud has no such driver yet; or set pool.driver"):
+        unshipped.load()
 
 
 def test_a_driver_that_cannot_load_says_so() -> None:
