@@ -152,7 +152,9 @@ def test_the_door_socket_refuses_local_clients(remote: Remote) -> None:
     # gives an authenticated admin.
     script = ("import socket, sys; s = socket.socket(socket.AF_UNIX); "
               "s.connect('/run/homecloud/door.sock'); "
-              "s.sendall(sys.argv[1].encode() + b'\\r\\n\\r\\n'); print(s.recv(4096).decode())")
+              "s.sendall(sys.argv[1].encode() + b'\\r\\n\\r\\n'); "
+              # The answer may come in more than one piece: read to its end (Connection: close).
+              "print(b''.join(iter(lambda: s.recv(4096), b'')).decode())")
     head = "GET /v1/instances HTTP/1.0"
     stranger = remote.host.run(remote.host.python, "-c", script, head + "\r\nX-Remote-User: x",
                                user="nobody", check=False)
