@@ -8,7 +8,7 @@ import os
 import sys
 
 from homecloud.cli.lazy import api, follow, print_json, print_table
-from homecloud.cli.parsers import progress_options, show_progress
+from homecloud.cli.parsers import logs_command, progress_options, show_progress
 
 # `typing` costs `hc` milliseconds at start-up; only the type checker reads it.
 TYPE_CHECKING = False
@@ -127,11 +127,7 @@ def register(commands: Any) -> None:
     console.add_argument("name")
     console.set_defaults(run=open_console)
 
-    logs = commands.add_parser("logs", help="show an instance's journal")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
-    logs.add_argument("name")
-    logs.set_defaults(run=show_logs)
+    logs_command(commands, show_logs, help="show an instance's journal", lines=50)
 
 
 def _stdio() -> tuple[int, int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from homecloud.cli.lazy import api, print_json, print_table
-from homecloud.cli.parsers import listing_command
+from homecloud.cli.parsers import listing_command, logs_command
 
 # `typing` costs `hc` milliseconds at start-up; only the type checker reads it.
 TYPE_CHECKING = False
@@ -61,11 +61,7 @@ def register(commands: Any) -> None:
     inspect.add_argument("name")
     inspect.add_argument("--json", action="store_true", help="JSON (the only form it has)")
     inspect.set_defaults(run=inspect_lambda)
-    logs = actions.add_parser("logs", help="what its requests wrote to stderr")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
-    logs.add_argument("name")
-    logs.set_defaults(run=show_logs)
+    logs_command(actions, show_logs, help="what its requests wrote to stderr", lines=50)
     remove = actions.add_parser("rm", help="remove a lambda, its route and its code")
     remove.add_argument("name")
     remove.set_defaults(run=remove_lambda)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from homecloud.cli.lazy import api, print_json, print_table
-from homecloud.cli.parsers import listing_command
+from homecloud.cli.parsers import listing_command, logs_command
 
 # `typing` costs `hc` milliseconds at start-up; only the type checker reads it.
 TYPE_CHECKING = False
@@ -34,11 +34,7 @@ def register(commands: Any) -> None:
     add.set_defaults(run=add_machine)
     listing_command(actions, "ls", list_machines,
                     help="machines: workflow state, current step, each step's state")
-    logs = actions.add_parser("logs", help="the installer's log lines")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    logs.add_argument("-n", "--lines", type=int, default=200, help="how many (default 200)")
-    logs.add_argument("name")
-    logs.set_defaults(run=show_logs)
+    logs_command(actions, show_logs, help="the installer's log lines", lines=200)
     reinstall = actions.add_parser("reinstall", help="install again at its next network boot")
     reinstall.add_argument("name")
     reinstall.set_defaults(run=reinstall_machine)

@@ -36,3 +36,15 @@ def listing_command(commands: Any, name: str, run: Callable[[argparse.Namespace]
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=run)
     return parser
+
+
+def logs_command(commands: Any, run: Callable[[argparse.Namespace], int], *, help: str,
+                 lines: int) -> argparse.ArgumentParser:
+    """``logs [-f] [-n LINES] NAME``: the last lines of something's log, or follow it."""
+    parser: argparse.ArgumentParser = commands.add_parser("logs", help=help)
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    parser.add_argument("-n", "--lines", type=int, default=lines,
+                        help=f"how many lines (default {lines})")
+    parser.add_argument("name")
+    parser.set_defaults(run=run)
+    return parser
