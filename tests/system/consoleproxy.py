@@ -3,6 +3,7 @@ of its own, and real VNC servers (qemu, a paused machine: a screen in a fraction
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 
 from homecloud.consoles import SOCKET_PREFIX
 from homecloud.consoles.tokens import ConsoleTarget, ConsoleTokens
@@ -107,3 +109,14 @@ def console_proxy(directory: Path, *extra: str) -> Iterator[RunningProxy]:
             process.kill()
             process.wait()
         store.close()
+
+
+async def read_until(ws: ClientConnection, wanted: bytes, timeout: float = 10.0) -> bytes:
+    """What a console's websocket sends (binary frames) until ``wanted`` appears in it."""
+    seen = b""
+    async with asyncio.timeout(timeout):
+        while wanted not in seen:
+            message = await ws.recv()
+            if isinstance(message, bytes):
+                seen += message
+    return seen

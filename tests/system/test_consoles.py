@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from homecloud.devhost import DevHost
+from tests.system.consoleproxy import read_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -95,16 +96,6 @@ async def hello(ws: ClientConnection) -> dict[str, str]:
             return dict(message)
 
 
-async def read_until(ws: ClientConnection, wanted: bytes, timeout: float = 30.0) -> bytes:
-    seen = b""
-    async with asyncio.timeout(timeout):
-        while wanted not in seen:
-            message = await ws.recv()
-            if isinstance(message, bytes):
-                seen += message
-    return seen
-
-
 def test_a_shell_in_a_container_through_the_door(door: DevHost) -> None:
     # Socket-activated: stopped, it starts again on the next console.
     door.run("systemctl", "stop", "hc-console.service")
@@ -116,7 +107,7 @@ def test_a_shell_in_a_container_through_the_door(door: DevHost) -> None:
             assert (await hello(ws))["kind"] == "terminal"
             await ws.send(b"touch /tmp/from-console; grep NoNewPrivs /proc/self/status; "
                           b"nc 127.0.0.1 1 </dev/null; echo DONE=$((40+2))\n")
-            return await read_until(ws, b"DONE=42")
+            return await read_until(ws, b"DONE=42", timeout=30)
 
     seen = run_async(run())
     door.hc("exec", SHELL, "--", "test", "-f", "/tmp/from-console")
@@ -245,7 +236,7 @@ def test_a_sleeping_container_wakes_when_its_console_opens(door: DevHost,
             await asyncio.sleep(IDLE * 3)
             said.append(state(door, sleeper))
             await ws.send(b"echo STILL=$((1+1))\n")
-            await read_until(ws, b"STILL=2")
+            await read_until(ws, b"STILL=2", timeout=30)
         return said
 
     assert run_async(run()) == ["starting", "terminal", "running"]

@@ -22,7 +22,7 @@ from websockets.protocol import State
 
 from homecloud.consoles.presence import instances_with_open_consoles
 from homecloud.consoles.tokens import ASLEEP, SCREEN, TERMINAL, ConsoleTarget
-from tests.system.consoleproxy import RunningProxy, console_proxy, paused_vnc
+from tests.system.consoleproxy import RunningProxy, console_proxy, paused_vnc, read_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (qemu, ptys as root)")
 
@@ -202,16 +202,6 @@ def test_sleeping_instance_that_cannot_be_woken(proxy: RunningProxy) -> None:
     assert len(reason.encode()) <= 5 + 123
     assert "console of vm7: could not wake it" in proxy.log_text()
     assert not still_listed(str(proxy.socket.parent / "open"), "vm7")
-
-
-async def read_until(ws: ClientConnection, wanted: bytes, timeout: float = 10.0) -> bytes:
-    seen = b""
-    async with asyncio.timeout(timeout):
-        while wanted not in seen:
-            message = await ws.recv()
-            if isinstance(message, bytes):
-                seen += message
-    return seen
 
 
 def test_terminal(proxy: RunningProxy, workdir: Path) -> None:
