@@ -33,8 +33,8 @@ from homecloud.systemd.transient import Systemd
 
 log = logging.getLogger(__name__)
 
-# Sends the newest snapshot of an instance to a peer (replication).
-Replicate = Callable[[str, str], object]
+# Replication: (instance, peer, snapshot) sends that snapshot of the instance to the peer.
+Replicate = Callable[[str, str, str], object]
 
 
 @dataclass(frozen=True)
@@ -153,16 +153,17 @@ class PolicyService:
         return evaluate(own, parse_keep(policy.keep), self.replication_bases(instance))
 
     def replication_bases(self, instance: str) -> builtins.set[str]:
-        """Per peer, the newest snapshot it holds that is still here: the base of its next
-        incremental stream, never pruned."""
-        existing = {s.name: s.created for s in self.snapshots.pool.snapshots(
-            self.snapshots.instances.instance(instance).dataset)}
-        newest: dict[str, tuple[float, str]] = {}
+        """Per peer, the last made of the snapshots it holds that are still here: the base of
+        its next incremental stream, never pruned. Made last, not stamped latest: a clock set
+        back gives a newer snapshot an earlier time."""
+        made = {s.name: at for at, s in enumerate(self.snapshots.pool.snapshots(
+            self.snapshots.instances.instance(instance).dataset))}
+        newest: dict[str, tuple[int, str]] = {}
         for snapshot, peers in self.records.replicas(instance).items():
-            if snapshot not in existing:
+            if snapshot not in made:
                 continue
             for peer in peers:
-                newest[peer] = max(newest.get(peer, (0.0, "")), (existing[snapshot], snapshot))
+                newest[peer] = max(newest.get(peer, (-1, "")), (made[snapshot], snapshot))
         return {snapshot for _, snapshot in newest.values()}
 
     def run(self, instance: str) -> RunResult:
@@ -193,7 +194,7 @@ class PolicyService:
         error = None
         if policy.replicate_to and self.replicate is not None:
             try:
-                self.replicate(instance, policy.replicate_to)
+                self.replicate(instance, policy.replicate_to, made.name)
             except HomecloudError as exc:
                 error = f"replication to {policy.replicate_to} failed: {exc.message}"
                 log.warning("policy of %s: %s", instance, error)

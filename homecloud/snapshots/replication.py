@@ -98,16 +98,18 @@ class Replicator:
         self.records.delete_peer(name)
 
     # -- sending --------------------------------------------------------------------------------
-    def send(self, instance: str, peer_name: str) -> SendResult:
-        """Send the newest snapshot of ``instance`` to the peer, retrying with back-off while
-        it does not answer."""
+    def send(self, instance: str, peer_name: str, snapshot: str | None = None) -> SendResult:
+        """Send ``snapshot`` of ``instance`` (by default the last one made) to the peer,
+        retrying with back-off while it does not answer."""
         peer = self.peer(peer_name)
         record = self.snapshots.instances.instance(instance)
-        own = self.snapshots.pool.snapshots(record.dataset)
+        own = [s.name for s in self.snapshots.pool.snapshots(record.dataset)]
         if not own:
             raise UserError(f"instance {instance} has no snapshot to send; make one with "
                             f"`hc snapshot create {instance}`")
-        newest = own[-1].name
+        if snapshot is not None and snapshot not in own:
+            raise NotFound(f"snapshot {instance}@{snapshot} does not exist")
+        newest = snapshot or own[-1]
         client = PeerClient(peer)
         for pause in (*self.retry_pauses, None):
             try:

@@ -90,9 +90,12 @@ class Decision:
 
 def evaluate(snapshots: Iterable[tuple[str, float]], keep: Keep,
              protected: Collection[str] = ()) -> Decision:
-    """Decide which of ``snapshots`` (name, creation time) to keep; ``protected``: names a
-    replication target still needs."""
-    newest_first = sorted(snapshots, key=lambda s: (s[1], s[0]), reverse=True)
+    """Decide which of ``snapshots`` (name, creation time; in the order they were made) to
+    keep; ``protected``: names a replication target still needs."""
+    # Times in whole seconds tie: the one made later counts as the newer.
+    made = list(snapshots)
+    newest_first = [made[at] for at in sorted(range(len(made)), key=lambda at: (made[at][1], at),
+                                              reverse=True)]
     reasons: dict[str, list[str]] = {}
     if newest_first:
         reasons[newest_first[0][0]] = ["newest"]

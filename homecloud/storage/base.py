@@ -56,6 +56,10 @@ class Snapshot:
     name: str
     path: Path | None  # where its files can be read, for drivers that expose one
     created: float
+    # Creation order among the dataset's snapshots: the file system's transaction number where
+    # it has one (btrfs otransid, ZFS createtxg). Unlike ``created`` it never runs backwards
+    # with the clock, nor ties within a second.
+    order: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,8 @@ class StorageDriver(ABC):
 
     @abstractmethod
     # builtins.list: inside this class body, plain 'list' is the method above (mypy).
-    def snapshots(self, name: str) -> builtins.list[Snapshot]: ...
+    def snapshots(self, name: str) -> builtins.list[Snapshot]:
+        """The dataset's snapshots in the order they were made (``Snapshot.order``)."""
 
     @abstractmethod
     def rollback(self, name: str, snapshot: str) -> None:

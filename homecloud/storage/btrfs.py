@@ -108,7 +108,8 @@ class BtrfsDriver(TreeDriver):
 
     def _describe_snapshot(self, name: str, snapshot: str, path: Path) -> Snapshot:
         info = self._info(path, f"snapshot {name}@{snapshot} does not exist")
-        return Snapshot(dataset=name, name=snapshot, path=path, created=info.otime)
+        return Snapshot(dataset=name, name=snapshot, path=path, created=info.otime,
+                        order=info.otransid)
 
     def _readonly(self, path: Path) -> bool:
         return bool(self._call(f"read {path}", lambda: btrfsutil.get_subvolume_read_only(path)))

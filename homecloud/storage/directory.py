@@ -139,7 +139,10 @@ class DirectoryDriver(TreeDriver):
                        created=float(created) if isinstance(created, int | float) else 0.0)
 
     def _describe_snapshot(self, name: str, snapshot: str, path: Path) -> Snapshot:
-        return Snapshot(dataset=name, name=snapshot, path=path, created=path.stat().st_mtime)
+        # No transaction numbers here: nanoseconds of the creation time order them.
+        made = path.stat()
+        return Snapshot(dataset=name, name=snapshot, path=path, created=made.st_mtime,
+                        order=made.st_mtime_ns)
 
     # -- datasets -------------------------------------------------------------------------------
     def list(self, prefix: str = "") -> list[Dataset]:

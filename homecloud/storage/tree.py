@@ -321,7 +321,7 @@ class TreeDriver(FileVolumeDriver):
         self._require(name)
         found = [self._describe_snapshot(name, path.name, path)
                  for path in self._snapshot_paths(self.snapshot_dir(name))]
-        return sorted(found, key=lambda snap: (snap.created, snap.name))
+        return sorted(found, key=lambda snap: (snap.order, snap.name))
 
     def rollback(self, name: str, snapshot: str) -> None:
         path = self._require(name)

@@ -210,7 +210,8 @@ class ZfsDriver(FileVolumeDriver):
         # no path (they can still be forked, rolled back to and sent).
         path = (self.path(name).joinpath(*SNAPSHOT_DIR, entry.snapshot_name)
                 if entry.filesystem == head.name else None)
-        return Snapshot(dataset=name, name=entry.snapshot_name, path=path, created=entry.created)
+        return Snapshot(dataset=name, name=entry.snapshot_name, path=path, created=entry.created,
+                        order=entry.txg)
 
     # -- libzfs_core ----------------------------------------------------------------------------
     def _lzc_snapshot(self, snapshots: list[str], action: str,

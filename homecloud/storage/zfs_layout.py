@@ -53,7 +53,7 @@ UNSET = "-"  # what `zfs list` prints for an unset property
 # Set on every dataset homecloud makes: lz4 costs little CPU, and a VM disk's unwritten or
 # zeroed parts of a record then take no space and travel in streams as almost nothing.
 DATASET_PROPS = {"compression": "lz4"}
-# createtxg orders what creation (whole seconds) cannot: snapshots made in the same second.
+# createtxg orders snapshots: creation is in whole seconds and follows the clock, backwards too.
 LIST_COLUMNS = ("name", "type", "creation", "createtxg", "readonly", "origin", "defer_destroy",
                 "guid", PROP_ID, PROP_OF)
 
@@ -229,7 +229,7 @@ class PoolView:
         members = {member.name for member in self.lineage(head)}
         found = [entry for entry in self.entries
                  if entry.visible and entry.filesystem in members]
-        return sorted(found, key=lambda entry: (entry.created, entry.txg))
+        return sorted(found, key=lambda entry: entry.txg)
 
     def find_snapshot(self, head: ZfsEntry, snapshot: str) -> ZfsEntry | None:
         for entry in self.snapshots(head):

@@ -146,8 +146,13 @@ def test_a_target_that_is_down_is_retried_and_keeps_its_base(hosts: Hosts) -> No
             assert "did not answer" in policy["last_error"]
             autos = {s["name"]: s for s in alpha.hc("snapshot", "ls", "web", json=True)
                      if s["name"].startswith("auto-")}
-            assert base in autos and "replication base" in autos[base]["kept_by"]
-            assert len(autos) == 2, autos
+            runs = alpha.run("journalctl", "--no-pager", "-o", "short-precise", "-u",
+                             "hc-policy@web.service", "-u", "hcd", "--grep", "policy|Start",
+                             check=False).stdout
+            shown = {name: (s["created_utc"], s["kept_by"], s["replicated_to"])
+                     for name, s in autos.items()}
+            assert base in autos and "replication base" in autos[base]["kept_by"], (shown, runs)
+            assert len(autos) == 2, (shown, runs)
         finally:
             beta.run("systemctl", "start", "hc-frontdoor.service")
         # Up again once it answers (its unit is active before nginx listens; under load the

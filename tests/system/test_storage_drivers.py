@@ -320,6 +320,17 @@ def test_snapshot_rollback_destroy(pool: StorageDriver, layout: Files) -> None:
     assert names(pool.list()) == ["from-snap", "web"]  # no trace of the rollbacks
 
 
+def test_snapshots_list_in_the_order_they_were_made(pool: StorageDriver) -> None:
+    """Whatever their names and however close together: the one made last is listed last
+    (creation times are whole seconds on btrfs and ZFS, and follow the clock backwards)."""
+    pool.create("web")
+    for name in ("zz", "mm", "aa", "b0"):
+        pool.snapshot("web", name)
+    listed = pool.snapshots("web")
+    assert [s.name for s in listed] == ["zz", "mm", "aa", "b0"]
+    assert [s.order for s in listed] == sorted(s.order for s in listed)
+
+
 # -- streams ----------------------------------------------------------------------------------
 def test_send_receive_round_trip(pool: StorageDriver, tmp_path: Path) -> None:
     pool.create("images/src")

@@ -86,6 +86,12 @@ def test_the_clock_going_backwards_prunes_nothing_more() -> None:
     assert snaps[-1][0] in keep  # the newest by creation time is still kept
 
 
+def test_snapshots_of_one_second_count_in_the_order_they_were_made() -> None:
+    """Times in whole seconds tie: the one made later is the newer, whatever its name."""
+    decision = evaluate([("s2", START), ("s1", START)], parse_keep("yearly=1"))
+    assert decision.keep == {"s1": ["newest"], "s2": ["yearly"]}
+
+
 def test_dst_changes_in_the_hosts_time_zone_change_nothing() -> None:
     """Snapshots taken every 15 minutes of local wall time across Europe/Berlin's spring and
     autumn changes: tiers count UTC hours and days, so each kept hourly is a distinct UTC
