@@ -4,12 +4,18 @@ benchmark's own, booted for the run and removed after it unless asked to keep it
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from homecloud import devhost as devhosts
+from homecloud.errors import HomecloudError
+
+G = TypeVar("G")
+Result = dict[str, Any]
 
 
 def log(message: str) -> None:
@@ -58,3 +64,33 @@ def parse_root_arguments(parser: argparse.ArgumentParser, counter: str) -> argpa
     if getattr(args, counter) < 1:
         parser.error(f"--{counter} must be at least 1")
     return args
+
+
+@contextmanager
+def cleaned(guest: G, clean: Callable[[G], None]) -> Iterator[G]:
+    """``guest`` with what an interrupted run left removed before the measurement, and what this
+    one made removed after it, even when it fails."""
+    clean(guest)
+    try:
+        yield guest
+    finally:
+        clean(guest)
+
+
+def measure_and_print(tool: str, args: argparse.Namespace, own_name: str,
+                      measure: Callable[[devhosts.DevHost], Result],
+                      show: Callable[[Result], None]) -> int:
+    """Run ``measure`` in the dev host the arguments name (or the benchmark's own), then print
+    its result with ``show`` or, with --json, as JSON. A failure is one line and its exit code."""
+    try:
+        with bench_devhost(args.devhost, own_name, args.keep) as host:
+            result = measure(host)
+            result["devhost"] = host.name
+    except HomecloudError as exc:
+        print(f"{tool}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        show(result)
+    return 0

@@ -24,19 +24,18 @@ it on purpose.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from benchhost import bench_devhost, devhost_arguments, parse_root_arguments
+from benchhost import cleaned, devhost_arguments, measure_and_print, parse_root_arguments
 from run_bench import Guest
 from timing import interleaved, p50_p95_ms
 from vm_image import IMAGE, POOL, ensure_image
 
-from homecloud.errors import HomecloudError
+from homecloud.devhost import DevHost
 from homecloud.images.vmimage import READY_PORT
 
 DEVHOST = "bench-q35"
@@ -169,25 +168,14 @@ def main() -> int:
                         help="boot through OVMF and the image's EFI system partition")
     devhost_arguments(parser, DEVHOST)
     args = parse_root_arguments(parser, "reps")
-    try:
-        with bench_devhost(args.devhost, DEVHOST, args.keep) as host:
-            guest = Guest.of(host)
-            start_libvirtd(guest)
-            ensure_image(guest)
-            clean_leftovers(guest)
-            try:
-                result = run(guest, args.reps, args.uefi)
-            finally:
-                clean_leftovers(guest)
-            result["devhost"] = host.name
-    except HomecloudError as exc:
-        print(f"q35_bench: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
-    return 0
+
+    def measure(host: DevHost) -> dict[str, Any]:
+        guest = Guest.of(host)
+        start_libvirtd(guest)
+        ensure_image(guest)
+        with cleaned(guest, clean_leftovers):
+            return run(guest, args.reps, args.uefi)
+    return measure_and_print("q35_bench", args, DEVHOST, measure, print_table)
 
 
 if __name__ == "__main__":

@@ -49,11 +49,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchhost import bench_devhost, devhost_arguments, log, parse_root_arguments
+from benchhost import cleaned, devhost_arguments, log, measure_and_print, parse_root_arguments
 from timing import interleaved, p50_p95_ms
 
 from homecloud import devhost as devhosts
-from homecloud.errors import HomecloudError, HostError
+from homecloud.errors import HostError
 from homecloud.instances.drivers.nspawn import nspawn_argv
 from homecloud.instances.manager import SLICE
 from homecloud.instances.spec import InstanceSpec
@@ -469,27 +469,16 @@ def main() -> int:
                         help="containers in the concurrency test (default 20; 0 skips it)")
     devhost_arguments(parser, DEVHOST)
     args = parse_root_arguments(parser, "reps")
-    try:
-        with bench_devhost(args.devhost, DEVHOST, args.keep) as host:
-            guest = Guest.of(host)
-            ensure_images(guest)
-            clean_leftovers(guest)
-            try:
-                result = (run_network(guest, args.reps) if args.mode == "network"
-                          else run(guest, args.reps, args.parallel))
-            finally:
-                clean_leftovers(guest)
-            result["devhost"] = host.name
-    except HomecloudError as exc:
-        print(f"run_bench: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    if args.json:
-        print(json.dumps(result, indent=2))
-    elif args.mode == "network":
-        print_network_table(result)
-    else:
-        print_table(result)
-    return 0
+
+    def measure(host: devhosts.DevHost) -> dict[str, Any]:
+        guest = Guest.of(host)
+        ensure_images(guest)
+        with cleaned(guest, clean_leftovers):
+            if args.mode == "network":
+                return run_network(guest, args.reps)
+            return run(guest, args.reps, args.parallel)
+    return measure_and_print("run_bench", args, DEVHOST, measure,
+                             print_network_table if args.mode == "network" else print_table)
 
 
 if __name__ == "__main__":

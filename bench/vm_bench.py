@@ -24,7 +24,6 @@ test: run it on purpose.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import shlex
@@ -37,12 +36,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchhost import bench_devhost, devhost_arguments, log, parse_root_arguments
+from benchhost import cleaned, devhost_arguments, log, measure_and_print, parse_root_arguments
 from run_bench import Guest
 from timing import interleaved, p50_p95_ms
 from vm_image import IMAGE, POOL, ensure_image
 
-from homecloud.errors import HomecloudError
+from homecloud.devhost import DevHost
 
 DEVHOST = "bench-vm"
 BY_HAND_DIR = POOL / "bench-vm-by-hand"  # outside images/ and instances/: the agent ignores it
@@ -250,24 +249,15 @@ def main() -> int:
                         help="also start N VMs at once and N one after another (default: no)")
     devhost_arguments(parser, DEVHOST)
     args = parse_root_arguments(parser, "reps")
-    try:
-        with bench_devhost(args.devhost, DEVHOST, args.keep) as host:
-            guest = Guest.of(host)
-            ensure_image(guest)
-            clean_leftovers(guest)
-            try:
-                result = run(guest, args.reps, args.fleet)
-            finally:
-                clean_leftovers(guest)
-            result["devhost"] = host.name
-            result["command"] = shlex.join(["bench/vm_bench.py", *sys.argv[1:]])
-    except HomecloudError as exc:
-        print(f"vm_bench: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+
+    def measure(host: DevHost) -> dict[str, Any]:
+        guest = Guest.of(host)
+        ensure_image(guest)
+        with cleaned(guest, clean_leftovers):
+            result = run(guest, args.reps, args.fleet)
+        result["command"] = shlex.join(["bench/vm_bench.py", *sys.argv[1:]])
+        return result
+    return measure_and_print("vm_bench", args, DEVHOST, measure, print_table)
     return 0
 
 
