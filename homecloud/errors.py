@@ -7,7 +7,12 @@ an HTTP status so the CLI can turn it back into the same message and exit code.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+
+# `hc` imports this module at start-up; collections.abc would be one more module for it to load,
+# and only the type checker reads it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 EXIT_USER = 1
 EXIT_USAGE = 2

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 
 from homecloud.errors import EXIT_USAGE
 
-# `typing` costs `hc` milliseconds at start-up; only the type checker reads it.
+# `typing` and `collections.abc` cost `hc` start-up time; only the type checker reads them.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 

@@ -8,16 +8,20 @@ imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
 
 from homecloud import __version__
 from homecloud.cli.lazyparsers import Parser, RawDescriptionFormatter
 from homecloud.errors import exit_status
 
+# `typing` and `collections.abc` cost `hc` start-up time; only the type checker reads them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 # The module that registers each command word: `hc WORD ...` imports only that module, and
-# builds only the parsers its words reach (lazyparsers.py); --help and unknown words import all.
+# builds only the parsers its words reach (lazyparsers.py); --help and unknown words import all,
+# no command word (`hc --version`) none.
 COMMAND_MODULES = {
     **dict.fromkeys(("run", "ls", "inspect", "start", "stop", "restart", "rm", "exec",
                      "shell", "console", "logs"), "instances"),
@@ -54,10 +58,12 @@ GLOBAL_OPTIONS = {"--host": "HC_HOST", "--token": "HC_TOKEN", "--fingerprint": "
 
 
 def build_parser(words: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The parser for ``words``: every command's (for the listing) when they name none, or
-    none known; otherwise that command's, built only as deep as ``words`` go."""
+    """The parser for ``words``: that command's, built only as deep as ``words`` go; every
+    command's (for the listing) when they ask for hc's help or name no known command; none
+    when they name no command (`hc`, `hc --version`: the version, or the usage error that a
+    command is required, lists no command)."""
     at = _command_index(words)
-    first = None if at is None else words[at]
+    first = None if at is None or at == len(words) else words[at]
     parser = Parser(prog="hc", description="homecloud: containers, VMs and services on this "
                     "host, fast.", epilog=EPILOG, formatter_class=RawDescriptionFormatter,
                     words=() if at is None else words[at:])
@@ -72,27 +78,40 @@ def build_parser(words: Sequence[str] = ()) -> argparse.ArgumentParser:
                         "($HC_CA; default: the system's)")
     commands = parser.add_subparsers(dest="area", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    wanted = (COMMAND_MODULES[first],) if first in COMMAND_MODULES else MODULES
+    if first in COMMAND_MODULES:
+        wanted: tuple[str, ...] = (COMMAND_MODULES[first],)
+    else:
+        wanted = () if at == len(words) else MODULES
     for name in wanted:
-        importlib.import_module(f"homecloud.cli.{name}").register(commands)
+        # The builtin, not importlib.import_module: the importlib package is one more module
+        # for every `hc` to load.
+        __import__(f"homecloud.cli.{name}", fromlist=("register",)).register(commands)
     parser.complete()
     return parser
 
 
 def _command_index(words: Sequence[str]) -> int | None:
-    """Where the command word is in ``words`` (None: there is none, or help for hc itself
-    comes first, which lists every command)."""
+    """Where the command word is in ``words``: its index, len(words) if there is none, None if
+    help for hc itself comes first (which lists every command)."""
     skip = False
     for index, word in enumerate(words):
         if skip:
             skip = False
-        elif word in ("-h", "--help"):
+        elif _asks_help(word):
             return None
         elif word in GLOBAL_OPTIONS:
             skip = True
         elif not word.startswith("-"):
             return index
-    return None
+    return len(words)
+
+
+def _asks_help(word: str) -> bool:
+    """Whether argparse reads ``word`` as -h/--help: also -hX (-h first) and a long option's
+    prefix (--he, --hel)."""
+    if word.startswith("--"):
+        return len(word) > 2 and "--help".startswith(word.partition("=")[0])
+    return word.startswith("-h")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-from collections.abc import Iterator
 
-from homecloud.client.tls import normal_fingerprint
+# The socket type itself, from the C module: the `socket` module around it builds four enums and
+# imports selectors when imported (2-3 ms of every `hc`), for nothing a client of a UNIX socket
+# uses. A TLS connection (ssl.SSLSocket) is one of these too.
+from _socket import AF_UNIX, SOCK_STREAM, socket
+
 from homecloud.client.wire import ProtocolError, Reply, send_request
 from homecloud.errors import (
     HomecloudError,
@@ -27,6 +29,7 @@ from homecloud.errors import (
 # `typing` costs `hc` milliseconds at start-up; only the type checker reads it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 DEFAULT_SOCKET = "/run/homecloud/hc.sock"
@@ -49,6 +52,8 @@ class RemoteHost:
                  ca: str | None) -> None:
         from urllib.parse import urlsplit
 
+        from homecloud.client.tls import normal_fingerprint
+
         parts = urlsplit(url if "://" in url else f"https://{url}")
         if parts.scheme != "https" or not parts.hostname or parts.path.strip("/"):
             raise UserError(f"--host {url!r} is not a front door address: use https://HOST or "
@@ -66,7 +71,7 @@ class RemoteHost:
                             "hex digits, colons allowed)")
         self.ca = ca
 
-    def connect(self, timeout: float | None) -> socket.socket:
+    def connect(self, timeout: float | None) -> socket:
         from homecloud.client import tls
 
         try:
@@ -98,10 +103,10 @@ class ApiClient:
                                             os.environ.get("HC_CA") or None)
                                  if host and socket_path is None else None)
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> socket:
         if self.remote is not None:
             return self.remote.connect(self.timeout)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket(AF_UNIX, SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
             sock.connect(self.socket_path)
@@ -120,7 +125,7 @@ class ApiClient:
                                    "join the 'homecloud' group") from None
         return sock
 
-    def _send(self, sock: socket.socket, method: str, path: str, body: Any,
+    def _send(self, sock: socket, method: str, path: str, body: Any,
               fds: tuple[int, ...]) -> Reply:
         data = None if body is None else json.dumps(body).encode()
         remote = self.remote
@@ -147,12 +152,15 @@ class ApiClient:
         return reply
 
     def call(self, method: str, path: str, body: Any = None, fds: tuple[int, ...] = ()) -> Any:
-        with self._connect() as sock:
+        sock = self._connect()
+        try:
             reply = self._send(sock, method, path, body, fds)
             try:
                 payload = reply.read()
             except (ProtocolError, ConnectionError) as exc:
                 raise HomecloudError(f"lost the connection to the agent: {exc}") from None
+        finally:
+            sock.close()
         try:
             data = json.loads(payload) if payload else None
         except json.JSONDecodeError:
@@ -166,7 +174,8 @@ class ApiClient:
                fds: tuple[int, ...] = ()) -> Iterator[dict[str, Any]]:
         """Yield the progress events of a long operation; return its result via StopIteration.
         ``fds`` (stdin, stdout, stderr) are passed to the agent for commands to use."""
-        with self._connect() as sock:
+        sock = self._connect()
+        try:
             reply = self._send(sock, method, path, body, fds)
             if reply.status >= 400:
                 raise error_from_json(json.loads(reply.read() or b"{}"))
@@ -184,3 +193,5 @@ class ApiClient:
                 raise HomecloudError(f"lost the connection to the agent: {exc}; see "
                                      "`journalctl -u hcd`") from None
             return result
+        finally:
+            sock.close()

@@ -8,8 +8,13 @@ those two is all this does; the agent side uses the standard library's server.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
+from _socket import SCM_RIGHTS, SOL_SOCKET  # not `socket`: see api.py
+
+# `typing` costs `hc` milliseconds at start-up; only the type checker reads it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from _socket import socket
+    from collections.abc import Iterator
 
 MAX_HEADER_LINE = 65536
 
@@ -60,7 +65,7 @@ class Reply:
 
 
 class _Reader:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket) -> None:
         self.sock = sock
         self.buffer = b""
 
@@ -90,7 +95,7 @@ class _Reader:
         return data
 
 
-def send_request(sock: socket.socket, method: str, path: str, body: bytes | None,
+def send_request(sock: socket, method: str, path: str, body: bytes | None,
                  fds: tuple[int, ...] = (), host: str = "hcd",
                  headers: tuple[str, ...] = ()) -> Reply:
     head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close", *headers]
@@ -99,7 +104,9 @@ def send_request(sock: socket.socket, method: str, path: str, body: bytes | None
     data = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
     if fds:
         # The descriptors travel with the first bytes of the request (SCM_RIGHTS).
-        sent = socket.send_fds(sock, [data], list(fds))
+        from array import array
+
+        sent = sock.sendmsg([data], [(SOL_SOCKET, SCM_RIGHTS, array("i", fds))])
         if sent < len(data):
             # Only the rest: an empty send to an agent that already answered and closed (a
             # refused request) would fail with EPIPE and hide its answer.

@@ -36,7 +36,8 @@ def test_a_known_word_builds_its_parser_alone_and_anything_else_lists_all() -> N
     assert choices("image", "ls") == {"image"}
     assert choices("run", "debian") == {"run"}
     assert choices("--host", "snapshot", "policy", "ls") == {"policy"}  # an option's value
-    assert choices() == choices("--help") == choices("nosuch") == set(COMMAND_MODULES)
+    assert choices("--help") == choices("--he") == choices("nosuch") == set(COMMAND_MODULES)
+    assert choices() == choices("--version") == choices("--host", "h") == set()  # no listing
     assert choices("-h", "snapshot") == set(COMMAND_MODULES)  # hc's own help, listing all
 
 
