@@ -50,11 +50,6 @@ def tap_on_hc0(host: DevHost, name: str) -> Iterator[str]:
         host.run("ip", "link", "delete", name, check=False)
 
 
-def machine_info(host: DevHost, name: str) -> dict[str, Any]:
-    """The machine as `hc machine ls` shows it."""
-    return next(m for m in host.hc("machine", "ls", json=True) if m["name"] == name)
-
-
 def step(machine: dict[str, Any], step_id: str) -> dict[str, Any]:
     """One step's state; empty before the installer has fetched the workflow."""
     return next((s for s in machine["steps"] if s["id"] == step_id), {})
