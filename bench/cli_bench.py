@@ -28,11 +28,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from benchhost import bench_devhost, devhost_arguments, parse_root_arguments
+from benchhost import devhost_arguments, measure_and_print, parse_root_arguments
 from timing import interleaved, percentile, timed
 
 from homecloud.devhost import DevHost
-from homecloud.errors import HomecloudError
 
 DEFAULT_DEVHOST = "bench-cli"
 WARMUP = 3
@@ -88,13 +87,6 @@ def prepare(host: DevHost, own: bool) -> int:
     return len(images)
 
 
-def run(devhost: str | None, runs: int, keep: bool) -> dict[str, Any]:
-    with bench_devhost(devhost, DEFAULT_DEVHOST, keep) as host:
-        images = prepare(host, own=devhost is None)  # also starts the agent
-        samples = measure(host, runs)
-    return {"runs": runs, "devhost": host.name, "images": images, **summarize(samples)}
-
-
 def print_report(result: dict[str, Any]) -> None:
     print(f"{result['runs']} runs per way in dev host {result['devhost']} "
           f"(`hc image ls` lists {result['images']} image(s)); all via nsenter")
@@ -114,16 +106,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30, help="runs per way (default 30)")
     devhost_arguments(parser, DEFAULT_DEVHOST)
     args = parse_root_arguments(parser, "runs")
-    try:
-        result = run(args.devhost, args.runs, args.keep)
-    except HomecloudError as exc:
-        print(f"cli_bench: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_report(result)
-    return 0
+
+    def measure_in(host: DevHost) -> dict[str, Any]:
+        images = prepare(host, own=args.devhost is None)  # also starts the agent
+        return {"runs": args.runs, "images": images, **summarize(measure(host, args.runs))}
+    return measure_and_print("cli_bench", args, DEFAULT_DEVHOST, measure_in, print_report)
 
 
 if __name__ == "__main__":
