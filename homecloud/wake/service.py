@@ -67,7 +67,7 @@ async def serve(sockets: list[socket.socket], agent: AgentCalls, *, tick: float 
                 busy_at = await loop.run_in_executor(None, busy_addresses, watched)
                 busy = ({i.name for i in awake if i.addresses & busy_at} | set(waker.holding)
                         | instances_with_open_consoles())
-                for name in clock.due(time.time(), awake, busy):
+                for name in clock.due(time.monotonic(), awake, busy):
                     log.info("wake: %s has had no connection open for its idle time: "
                              "it sleeps", name)
                     await loop.run_in_executor(None, agent.sleep, name)

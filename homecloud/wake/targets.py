@@ -70,7 +70,8 @@ def _unmapped(address: Address) -> Address:
 
 @dataclass
 class IdleClock:
-    """When each awake idle instance last had a connection open; who is due to sleep."""
+    """When each awake idle instance last had a connection open; who is due to sleep. Times
+    are monotonic: the wall clock stepped by hand or by NTP must put nothing to sleep."""
 
     last_busy: dict[str, float] = field(default_factory=dict)
 

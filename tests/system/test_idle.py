@@ -29,9 +29,20 @@ def get(_):
 with ThreadPoolExecutor(n) as pool:
     print("\\n".join(pool.map(get, range(n))))
 """
+# Run inside the dev host: connect to port 80 of an address (retried while nothing listens
+# there yet: a guest's httpd may start after its boot is reported), say so in a file, hold.
 HOLD = """
 import socket, sys, time
-s = socket.create_connection((sys.argv[1], 80), timeout=60)
+deadline = time.monotonic() + 30
+while True:
+    try:
+        s = socket.create_connection((sys.argv[1], 80), timeout=60)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.05)
+open(sys.argv[3], "w").close()
 time.sleep(float(sys.argv[2]))
 """
 HTTPD_UNIT = """[Service]
@@ -43,6 +54,25 @@ WantedBy=multi-user.target
 
 def state(host: DevHost) -> str:
     return str(host.hc("inspect", NAME, json=True)["state"])
+
+
+def timeline(host: DevHost) -> str:
+    """What the wake service, the agent and the test's own connections logged lately: why an
+    instance slept or woke."""
+    return host.run("journalctl", "-o", "short-precise", "--no-pager", "--since", "-90s",
+                    "-u", "hc-wake.service", "-u", "hcd.service", "-u", "hc-test-*",
+                    check=False).stdout[-6000:]
+
+
+def hold_a_connection(host: DevHost, unit: str, address: str, seconds: float) -> None:
+    """A connection to ``address`` port 80 held open for ``seconds`` by a process in unit
+    ``unit``; returns once it is open."""
+    marker = f"/run/{unit}.connected"
+    host.run("rm", "-f", marker)
+    host.run("systemd-run", f"--unit={unit}", "/usr/bin/python3", "-c", HOLD, address,
+             str(seconds), marker)
+    wait_for(f"{unit}'s connection", lambda: host.run("test", "-e", marker,
+                                                       check=False).returncode == 0, timeout=30)
 
 
 def put_to_sleep(host: DevHost) -> None:
@@ -120,8 +150,7 @@ def test_its_own_address_wakes_it_and_then_goes_direct(blog: dict,
     assert get_many(host, f"http://[{blog['ipv6']}]/", 1) == [PAGE]
     # Awake, nothing goes through hc-wake. The firewall follows the wake a moment later, and
     # the idle time (5 s) must not put it back to sleep meanwhile: a connection stays open.
-    host.run("systemd-run", "--unit=hc-test-awake", "/usr/bin/python3", "-c", HOLD,
-             blog["ipv4"], str(IDLE * 4))
+    hold_a_connection(host, "hc-test-awake", blog["ipv4"], IDLE * 4)
     try:
         wait_for("blog's traffic to go direct", lambda: "sleeping4" not in host.run(
             "nft", "-j", "list", "table", "inet", "homecloud").stdout, timeout=IDLE * 3)
@@ -133,10 +162,9 @@ def test_an_open_connection_keeps_it_awake(blog: dict, private_devhost: DevHost)
     host = private_devhost
     if state(host) != "running":
         host.hc("start", NAME)
-    host.run("systemd-run", "--unit=hc-test-hold", "/usr/bin/python3", "-c", HOLD,
-             blog["ipv4"], str(IDLE + 6))
+    hold_a_connection(host, "hc-test-hold", blog["ipv4"], IDLE + 6)
     time.sleep(IDLE + 3)
-    assert state(host) == "running"
+    assert state(host) == "running", timeline(host)
     wait_for("blog asleep after the connection closed",
              lambda: state(host) == "sleeping", timeout=IDLE + 20)
 
