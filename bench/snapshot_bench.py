@@ -8,8 +8,9 @@
   `hc-devhost exec` path, interleaved; `hc snapshot send` of a volume of --send-mib MiB to a
   peer (the same host's agent, over its socket: the HTTP route, framing and checksum
   included; with --second, also a second dev host through its front door: TLS, nginx) vs
-  `btrfs send | btrfs receive` piped by hand on the host, --send-runs rounds in turn; an
-  incremental of 10 MiB to each.
+  `btrfs send | btrfs receive` piped by hand on the host, --send-runs rounds in turn; then
+  one more of each with the CPU it took, by systemd unit (agent, front door); an incremental
+  of 10 MiB to each.
 
     /opt/homecloud/venv/bin/python bench/snapshot_bench.py [--snapshots 10000] [--runs 20]
     /opt/homecloud/venv/bin/python bench/snapshot_bench.py --boot [--second] [--send-mib 1024]
@@ -180,6 +181,7 @@ def in_devhost(host: DevHost, runs: int, send_mib: int, second: DevHost | None,
         print(f"send {send_mib} MiB to {where}: hc snapshot send p50 {ours_ms / 1000:.2f} s "
               f"({send_mib / ours_ms * 1000:.0f} MiB/s); runs {fmt_seconds(ours[peer])}; "
               f"throughput ratio to by hand {base / ours_ms:.2f}x (target >= 0.8x)")
+    cpu_of_sends(host, source, peers)
     for peer, where, _ in peers:
         host.hc("snapshot", "rm", "sb@incr", check=False)
         host.run("dd", "if=/dev/urandom", f"of={POOL}/volumes/sb/data/blob2", "bs=1M",
@@ -192,6 +194,48 @@ def in_devhost(host: DevHost, runs: int, send_mib: int, second: DevHost | None,
     for each in (host, second):
         if each is not None:
             remove_replicas(each)
+
+
+# Run inside a dev host: a shell command, then its wall time and the CPU time of all its
+# processes (the shell waits for each, so theirs add up into its own).
+TIMES = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+subprocess.run(["sh", "-c", sys.argv[1]], check=True)
+times = os.times()
+print(time.perf_counter() - start, times.children_user + times.children_system)
+"""
+UNITS = ("hcd.service", "hc-frontdoor.service")  # the agent (its btrfs children too), nginx
+
+
+def unit_cpu(host: DevHost) -> dict[str, float]:
+    """CPU seconds used so far by each of UNITS in ``host`` (systemd's accounting)."""
+    values = host.run("systemctl", "show", "-p", "CPUUsageNSec", "--value", *UNITS).stdout
+    return {unit: int(value) / 1e9 if value.strip().isdigit() else 0.0
+            for unit, value in zip(UNITS, values.splitlines(), strict=True)}
+
+
+def cpu_of_sends(host: DevHost, source: str,
+                 peers: list[tuple[str, str, DevHost]]) -> None:
+    """Where the CPU of one more full send to each peer goes, against the pipe by hand: with
+    only two cores, the throughput ratio follows the CPU ratio."""
+    wall_s, cpu = (float(v) for v in host.run(
+        "python3", "-c", TIMES, f"btrfs send -q {source} | btrfs receive -q {POOL}/byhand"
+    ).stdout.split())
+    host.run("btrfs", "subvolume", "delete", "-c", f"{POOL}/byhand/full")
+    print(f"CPU of one full send: by hand (btrfs send + btrfs receive) {cpu:.2f} s in "
+          f"{wall_s:.2f} s")
+    for peer, where, target in peers:
+        remove_replicas(target)
+        hosts = {host.name: host, target.name: target}
+        before = {name: unit_cpu(each) for name, each in hosts.items()}
+        took = wall(host, "hc", "snapshot", "send", "sb", "--to", peer) / 1000
+        used = {f"{name} {unit}": after - before[name][unit]
+                for name, each in hosts.items() for unit, after in unit_cpu(each).items()}
+        parts = ", ".join(f"{what} {seconds:.2f} s" for what, seconds in used.items()
+                          if seconds >= 0.005)
+        print(f"CPU of one full send to {where}: {sum(used.values()):.2f} s in {took:.2f} s "
+              f"({parts})")
 
 
 def measure_create(host: DevHost, runs: int) -> None:

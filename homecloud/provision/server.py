@@ -27,6 +27,7 @@ from homecloud.errors import HomecloudError, NotFound, UserError
 from homecloud.machines.boot_script import INSTALLER_INITRD, INSTALLER_KERNEL
 from homecloud.machines.dnsmasq_conf import BIOS_LOADER, BOOT_DIR, BOOT_URL_PATH, UEFI_LOADER
 from homecloud.provision.answers import ProvisionAnswers
+from homecloud.snapshots.transport import ChunkedWriter
 
 INSTALLER_DIR = Path("/var/lib/homecloud/installer")
 MAX_BODY = 1 << 20
@@ -155,7 +156,7 @@ class ProvisionHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Encoding", encoding)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        chunked = _Chunked(self.wfile)
+        chunked = ChunkedWriter(self.wfile.write, self.wfile.flush)
         try:
             write(chunked)  # type: ignore[arg-type]
         except Exception as exc:  # the body has begun: cut it, so the client sees it unfinished
@@ -186,22 +187,3 @@ def installer_file(root: Path, name: str) -> Path:
     if not builds:
         return root / name
     return max(builds, key=lambda d: d.stat().st_mtime) / name
-
-
-class _Chunked:
-    """HTTP/1.1 chunked transfer coding over ``out``: each write one chunk."""
-
-    def __init__(self, out: Any) -> None:
-        self.out = out
-
-    def write(self, data: bytes) -> int:
-        if data:
-            self.out.write(b"%x\r\n%s\r\n" % (len(data), data))
-        return len(data)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-    def finish(self) -> None:
-        self.out.write(b"0\r\n\r\n")
-        self.out.flush()

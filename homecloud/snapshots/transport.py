@@ -89,21 +89,30 @@ def check_url(url: str) -> str:
                     "(an agent's socket on this machine)")
 
 
-class _ChunkedBody:
-    """What ``send`` writes, as HTTP chunks on the connection."""
+class ChunkedWriter:
+    """A body of unknown length in HTTP/1.1 chunked transfer coding: each write one chunk,
+    passed to ``send`` (a connection's send, a socket file's write) in three pieces rather
+    than one joined copy of a large chunk."""
 
-    def __init__(self, conn: http.client.HTTPConnection) -> None:
-        self._conn = conn
+    def __init__(self, send: Callable[[bytes], object],
+                 flush: Callable[[], object] = lambda: None) -> None:
+        self._send = send
+        self._flush = flush
 
     def write(self, data: bytes) -> int:
-        if data:  # three sends rather than one joined copy of a large chunk
-            self._conn.send(b"%x\r\n" % len(data))
-            self._conn.send(data)
-            self._conn.send(b"\r\n")
+        if data:
+            self._send(b"%x\r\n" % len(data))
+            self._send(data)
+            self._send(b"\r\n")
         return len(data)
 
     def flush(self) -> None:
-        pass
+        self._flush()
+
+    def finish(self) -> None:
+        """The last chunk: the body ends."""
+        self._send(b"0\r\n\r\n")
+        self._flush()
 
 
 class PeerClient:
@@ -151,8 +160,9 @@ class PeerClient:
                                     "Content-Type": "application/octet-stream"}.items():
                     conn.putheader(name, value)
                 conn.endheaders()
-                write(_ChunkedBody(conn))  # type: ignore[arg-type]
-                conn.send(b"0\r\n\r\n")
+                body = ChunkedWriter(conn.send)
+                write(body)  # type: ignore[arg-type]
+                body.finish()
                 return self._answer(conn.getresponse())
             except (OSError, http.client.HTTPException) as exc:
                 # The peer may have answered (and closed) before reading all: its answer

@@ -1,6 +1,7 @@
 """Streamed request bodies (homecloud.agent.bodystream): Content-Length or chunked, read as
 they come, every read of the connection announced first (the server arms its deadline there),
-and a body that ends early or is badly framed refused."""
+a body that ends early or is badly framed refused; and the chunked bodies homecloud sends
+(homecloud.snapshots.transport.ChunkedWriter) read back as written."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from homecloud.agent.bodystream import request_body
 from homecloud.errors import UserError
+from homecloud.snapshots.transport import ChunkedWriter
 
 
 def headers(**fields: str) -> Message:
@@ -51,3 +53,20 @@ def test_a_sized_body_stops_at_its_length() -> None:
 def test_a_bad_body_is_refused(fields: dict[str, str], wire: bytes, message: str) -> None:
     with pytest.raises(UserError, match=message):
         read_all(request_body(io.BufferedReader(io.BytesIO(wire)), headers(**fields)))
+
+
+def test_what_the_chunked_writer_sends_reads_back_as_written() -> None:
+    wire = io.BytesIO()
+    flushes = []
+    writer = ChunkedWriter(wire.write, lambda: flushes.append(1))
+    pieces = [b"a", b"", b"x" * 70000, b"end"]
+    for piece in pieces:
+        assert writer.write(piece) == len(piece)
+    writer.finish()
+    assert flushes == [1]
+    assert wire.getvalue().startswith(b"1\r\na\r\n11170\r\n")  # nothing sent for b""
+    assert wire.getvalue().endswith(b"3\r\nend\r\n0\r\n\r\n")
+    rfile = io.BufferedReader(io.BytesIO(wire.getvalue() + b"NEXT"))
+    assert read_all(request_body(rfile, headers(Transfer_Encoding="chunked")), 4096) == \
+        b"".join(pieces)
+    assert rfile.read() == b"NEXT"
