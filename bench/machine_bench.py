@@ -9,7 +9,7 @@ enable` on hc0 and a machine added; then
   `--machines 1 2 4`, one machine, then two, then four switched on together through the same
   hc-dhcp and hc-provision, each count against one alone;
 - the image stream on the host, without the emulated machine: hc-provision's /m/NAME/image
-  (btrfs send, its length and CRC-32 trailer, zstd unless on hc0, chunked HTTP) taken by curl
+  (btrfs send, its length and CRC-32C trailer, zstd unless on hc0, chunked HTTP) taken by curl
   into the installer's own receive-image.sh (zstd -d if compressed, btrfs receive, the trailer
   checked), against `btrfs send | btrfs receive` by hand on the same image; the server's side
   alone (curl into /dev/null) against `btrfs send` into /dev/null; the machine's own stream

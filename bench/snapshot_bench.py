@@ -108,14 +108,12 @@ def framing_cost(mib: int) -> None:
             for _ in range(mib):
                 writer.write(block)
             writer.finish()
-            writer.close()
         os._exit(0)
     theirs.close()
     before = resource.getrusage(resource.RUSAGE_SELF)
     with ours.makefile("rb") as inp:
         reader = CheckedReader(inp)
         received = sum(len(data) for data in iter(lambda: reader.read(1 << 20), b""))
-        reader.close()
     after = resource.getrusage(resource.RUSAGE_SELF)
     _, status, sender = os.wait4(pid, 0)
     seconds = time.perf_counter() - start
@@ -209,10 +207,18 @@ UNITS = ("hcd.service", "hc-frontdoor.service")  # the agent (its btrfs children
 
 
 def unit_cpu(host: DevHost) -> dict[str, float]:
-    """CPU seconds used so far by each of UNITS in ``host`` (systemd's accounting)."""
-    values = host.run("systemctl", "show", "-p", "CPUUsageNSec", "--value", *UNITS).stdout
-    return {unit: int(value) / 1e9 if value.strip().isdigit() else 0.0
-            for unit, value in zip(UNITS, values.splitlines(), strict=True)}
+    """CPU seconds used so far by each of UNITS in ``host``, from its cgroup's cpu.stat (the
+    cgroup v2 tree, alone or beside v1 on a hybrid host; systemd's CPUUsageNSec needs
+    CPUAccounting=, which dev hosts leave off)."""
+    out = {}
+    for unit in UNITS:
+        cgroup = host.run("systemctl", "show", "-p", "ControlGroup", "--value",
+                          unit).stdout.strip()
+        stat = host.run("sh", "-c", f"cat /sys/fs/cgroup/unified{cgroup}/cpu.stat "
+                        f"/sys/fs/cgroup{cgroup}/cpu.stat 2>/dev/null", check=False).stdout
+        usage = [line.split()[1] for line in stat.splitlines() if line.startswith("usage_usec")]
+        out[unit] = int(usage[0]) / 1e6 if cgroup and usage else 0.0
+    return out
 
 
 def cpu_of_sends(host: DevHost, source: str,

@@ -196,7 +196,7 @@ def snapshot_routes(agent: Agent) -> list[Route]:
               "The snapshots of one dataset (?dataset=) received from host SOURCE",
               response=array_of({"type": "string"})),
         Route("POST", "/v1/replicas/{source}/receive", receive,
-              "Receive a snapshot stream (the body: the stream, its length and CRC-32) from host "
+              "Receive a snapshot stream (the body: the stream, its length and CRC-32C) from host "
               "SOURCE; ?dataset=&snapshot=[&parent=]. Kept only whole and intact",
               raw_body=True, response=object_schema({"dataset": "string", "snapshot": "string",
                                                      "bytes": "integer"})),

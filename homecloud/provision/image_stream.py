@@ -1,7 +1,7 @@
 """What the provisioning server sends a machine: its image as a checked, compressed stream.
 
 ``write_image_stream``: the image's read-only subvolume as ``btrfs send``, framed as
-homecloud.snapshots.framing frames snapshot streams (a length and CRC-32 trailer), then
+homecloud.snapshots.framing frames snapshot streams (a length and CRC-32C trailer), then
 zstd-compressed; the installer's receive-image.sh takes it into ``btrfs receive``, which checks
 the CRC-32C of every command in it, and checks that the trailer follows the stream's end
 command. ``write_rootfs``: for diskless machines, the image's tree as a zstd-compressed newc
@@ -83,14 +83,11 @@ def write_image_stream(subvolume: Path, out: BinaryIO, compress: bool = True) ->
     not ``compress``."""
     with _compressed(out, compress) as compressed:
         framed = ChecksumWriter(compressed)
-        try:
-            result = pipe_tool(["btrfs", "send", "-q", str(subvolume)],
-                               out=framed)  # type: ignore[arg-type]
-            if not result.ok:
-                raise HostError(f"btrfs send {subvolume} failed: {result.first_error_line()}")
-            framed.finish()
-        finally:
-            framed.close()
+        result = pipe_tool(["btrfs", "send", "-q", str(subvolume)],
+                           out=framed)  # type: ignore[arg-type]
+        if not result.ok:
+            raise HostError(f"btrfs send {subvolume} failed: {result.first_error_line()}")
+        framed.finish()
 
 
 def write_rootfs(tree: Path, out: BinaryIO, compress: bool = True) -> None:

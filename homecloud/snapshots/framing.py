@@ -1,8 +1,8 @@
 """Snapshot streams on the wire: the driver's stream, then a 12-byte trailer: the stream's
-length (8 bytes) and its CRC-32 (4 bytes), both big-endian.
+length (8 bytes) and its CRC-32C (4 bytes), both big-endian.
 
 The receiver holds back the last 12 bytes it has read and compares them with the length and
-CRC-32 of everything before them when the body ends; a stream cut short or changed on the way
+CRC-32C of everything before them when the body ends; a stream cut short or changed on the way
 fails there, before the receive is allowed to finish, so no damaged snapshot is ever kept.
 
 The trailer guards against accidents, not against an attacker, so a CRC is enough: only an
@@ -10,67 +10,45 @@ authenticated caller reaches the receive route (root or the homecloud group on t
 admin's token through the front door), and such a caller could send a matching digest of any
 kind with any stream. On the way, TLS refuses altered bytes between hosts and a UNIX socket
 alters none; what is left is a stream cut short or mangled by something in between (a proxy,
-the copying on either side). The length catches every cut; CRC-32 catches every change of up
-to 32 adjacent bits and all but one in 2^32 of other changes; `btrfs receive` checks the
-CRC-32C of every command in the stream besides. SHA-256 here cost 2-3 times the CPU of zlib's
-CRC-32 on each side, on a machine whose two cores also run `btrfs send` and `receive`.
+the copying on either side). The length catches every cut; a 32-bit CRC catches every change
+of up to 32 adjacent bits and all but one in 2^32 of other changes; `btrfs receive` checks the
+CRC-32C of every command in the stream besides.
 
-Streams are large (a whole dataset), so each byte is copied as few times as possible and
-checksummed in a thread of its own while the copying goes on: zlib lets go of the GIL for
-large buffers, so the checksum, the socket and the pipes to `btrfs send`/`receive` overlap.
+CRC-32C (Castagnoli, the one btrfs uses) rather than zlib's CRC-32 because the processor
+computes it: google-crc32c runs at ~20 GiB/s here against ~1.8 GiB/s for zlib, which had
+taken about half a second of CPU per GiB on each side, on two cores that also run `btrfs send`
+and `receive`. At that speed it is done inline; no byte is copied for it.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
+
+import google_crc32c
 
 from homecloud.errors import UserError
 
-TRAILER = struct.Struct(">QI")  # length, CRC-32
+TRAILER = struct.Struct(">QI")  # length, CRC-32C
 TRAILER_SIZE = TRAILER.size
 CHUNK = 1 << 20  # what one read asks for
-# Smaller buffers (a socket's trickle) are checksummed at once: handing them to the thread
-# would cost more than it saves.
-BACKGROUND_MIN = 1 << 17
 
 
-class BackgroundChecksum:
-    """Length and CRC-32 of what ``update`` is given (immutable bytes), computed in a thread
-    of its own, one buffer behind the caller: memory stays bounded to two buffers."""
+class Checksum:
+    """Length and CRC-32C of the bytes it is given."""
 
     def __init__(self) -> None:
+        self.size = 0
         self._crc = 0
-        self._size = 0
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="hc-checksum")
-        self._pending: Future[None] | None = None
 
     def update(self, data: bytes) -> None:
-        self._wait()
-        self._size += len(data)
-        if len(data) < BACKGROUND_MIN:
-            self._add(data)
-        else:
-            self._pending = self._worker.submit(self._add, data)
+        # The C extension takes read-only buffers only: a bytearray or a view is copied.
+        self._crc = google_crc32c.extend(self._crc, data if type(data) is bytes else bytes(data))
+        self.size += len(data)
 
     def trailer(self) -> bytes:
-        self._wait()
-        self.close()
-        return TRAILER.pack(self._size, self._crc)
-
-    def close(self) -> None:
-        self._worker.shutdown(wait=True)
-
-    def _add(self, data: bytes) -> None:
-        self._crc = zlib.crc32(data, self._crc)
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
+        return TRAILER.pack(self.size, self._crc)
 
 
 class ChecksumWriter:
@@ -78,14 +56,15 @@ class ChecksumWriter:
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        self._checksum = BackgroundChecksum()
-        self.size = 0
+        self._checksum = Checksum()
+
+    @property
+    def size(self) -> int:
+        return self._checksum.size
 
     def write(self, data: bytes) -> int:
-        data = bytes(data)  # checksummed after this returns: must not change under it
         self._checksum.update(data)
         self._out.write(data)
-        self.size += len(data)
         return len(data)
 
     def flush(self) -> None:
@@ -94,9 +73,6 @@ class ChecksumWriter:
     def finish(self) -> None:
         self._out.write(self._checksum.trailer())
         self._out.flush()
-
-    def close(self) -> None:
-        self._checksum.close()
 
 
 class CheckedReader(io.RawIOBase):
@@ -108,11 +84,15 @@ class CheckedReader(io.RawIOBase):
 
     def __init__(self, inp: BinaryIO) -> None:
         self._inp = inp
-        self._checksum = BackgroundChecksum()
+        self._checksum = Checksum()
         self._ahead = b""  # read, not yet handed on: may end with (part of) the trailer
         self._tail = b""  # the checked rest of the stream, once its end was read
         self._ended = False
-        self.size = 0
+
+    @property
+    def size(self) -> int:
+        """The stream's bytes handed on so far (the trailer not included)."""
+        return self._checksum.size
 
     def readable(self) -> bool:
         return True
@@ -147,13 +127,8 @@ class CheckedReader(io.RawIOBase):
         buffer[:len(data)] = data
         return len(data)
 
-    def close(self) -> None:
-        self._checksum.close()
-        super().close()
-
     def _passed(self, data: bytes) -> bytes:
         self._checksum.update(data)
-        self.size += len(data)
         return data
 
     def _end(self) -> None:
@@ -163,8 +138,7 @@ class CheckedReader(io.RawIOBase):
         if len(ahead) >= TRAILER_SIZE:
             self._passed(rest)
         if len(trailer) != TRAILER_SIZE or trailer != self._checksum.trailer():
-            self._checksum.close()
-            raise UserError("the snapshot stream is damaged (its length or CRC-32 does not "
+            raise UserError("the snapshot stream is damaged (its length or CRC-32C does not "
                             "match: it was cut short or changed on the way): nothing was kept; "
                             "send it again")
         self._tail = rest

@@ -3,7 +3,7 @@
 The sender asks the receiver which snapshots of each dataset it holds, and sends the newest
 snapshot as the difference from the newest one both have (the whole snapshot when they share
 none), its volumes first and its own dataset last, as for creation. Each stream carries its
-length and CRC-32 (framing.py); the receiver reads it into ``replicas/<sender>/<dataset>`` and
+length and CRC-32C (framing.py); the receiver reads it into ``replicas/<sender>/<dataset>`` and
 keeps it only if they match and ``btrfs receive`` succeeded. A receive that fails part-way
 leaves nothing (the driver receives into a work directory that is removed on failure).
 
@@ -146,12 +146,9 @@ class Replicator:
                       ) -> None:
                 nonlocal sent
                 framed = ChecksumWriter(out)
-                try:
-                    pool.send(dataset, snapshot, framed,  # type: ignore[arg-type]
-                              parent=parent)
-                    framed.finish()
-                finally:
-                    framed.close()
+                pool.send(dataset, snapshot, framed,  # type: ignore[arg-type]
+                          parent=parent)
+                framed.finish()
                 sent = framed.size
 
             client.post_stream(f"/v1/replicas/{quoted(self.source)}/receive", query, write)
@@ -183,9 +180,6 @@ class Replicator:
                 raise Conflict(f"cannot apply a stream based on {parent}: {target} does not "
                                "hold it (send the whole snapshot)")
             checked = CheckedReader(stream)
-            try:
-                self.snapshots.pool.receive(target, snapshot, checked)  # type: ignore[arg-type]
-            finally:
-                checked.close()
+            self.snapshots.pool.receive(target, snapshot, checked)  # type: ignore[arg-type]
         log.info("received %s@%s from %s (%d bytes)", target, snapshot, source, checked.size)
         return {"dataset": target, "snapshot": snapshot, "bytes": checked.size}

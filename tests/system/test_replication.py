@@ -1,5 +1,5 @@
 """Replication (issue 12): `hc snapshot send` and policies' --replicate-to, streamed into the
-receiving agent's API with a length and CRC-32 trailer; full, then incremental; damaged, cut and
+receiving agent's API with a length and CRC-32C trailer; full, then incremental; damaged, cut and
 unauthenticated streams refused with nothing kept; a peer that does not answer retried, its
 base snapshot never pruned.
 
@@ -10,6 +10,7 @@ unix:/run/homecloud/hc.sock`): the same route a front door forwards to.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,10 +20,12 @@ from homecloud.devhost import DevHost
 
 pytestmark = pytest.mark.system
 
-# The trailer homecloud.snapshots.framing appends (length, CRC-32; big-endian) of the file
-# named after it, written to stdout: a sender that is not homecloud's.
-TRAILER = ("/usr/bin/python3 -c 'import struct, sys, zlib; d = open(sys.argv[1], \"rb\").read(); "
-           "sys.stdout.buffer.write(struct.pack(\">QI\", len(d), zlib.crc32(d)))'")
+# The trailer homecloud.snapshots.framing appends (length, CRC-32C; big-endian) of the file
+# named after it, written to stdout: a sender that is not homecloud's, with google-crc32c from
+# the venv (which dev hosts have at the same path as the machine).
+TRAILER = (f"{sys.executable} -c 'import google_crc32c, struct, sys; "
+           "d = open(sys.argv[1], \"rb\").read(); "
+           "sys.stdout.buffer.write(struct.pack(\">QI\", len(d), google_crc32c.value(d)))'")
 
 SOCKET = "/run/homecloud/hc.sock"
 SNAPSHOTS = f"{POOL}/.snapshots"
@@ -123,7 +126,7 @@ def test_an_unauthenticated_stream_never_reaches_the_pool(private_devhost: DevHo
 
 def framed_stream(host: DevHost, snapshot: str) -> str:
     """A well-framed stream of web@SNAPSHOT saved in the host's /tmp; its path (the stream,
-    then PATH.sum: its trailer, length and CRC-32)."""
+    then PATH.sum: its trailer, length and CRC-32C)."""
     path = f"/tmp/stream-{snapshot}"
     host.hc("snapshot", "create", "web", "--name", snapshot, check=False)
     host.run("sh", "-c", f"btrfs send -q -f {path} {SNAPSHOTS}/instances/web/{snapshot} && "

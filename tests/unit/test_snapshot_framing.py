@@ -1,12 +1,12 @@
-"""Snapshot streams carry their length and CRC-32 (homecloud.snapshots.framing): a damaged or
+"""Snapshot streams carry their length and CRC-32C (homecloud.snapshots.framing): a damaged or
 cut stream fails at its end, a whole one reads back exactly."""
 
 from __future__ import annotations
 
 import io
 import os
-import zlib
 
+import google_crc32c
 import pytest
 
 from homecloud.errors import UserError
@@ -43,7 +43,8 @@ def test_a_damaged_stream_fails_before_its_end(damage: str) -> None:
     elif damage == "cut-trailer":
         del wire[-1:]
     elif damage == "cut-with-its-crc":  # the length still says what was sent
-        wire = bytearray(wire[:4000] + TRAILER.pack(10_000, zlib.crc32(wire[:4000])))
+        head = bytes(wire[:4000])
+        wire = bytearray(head + TRAILER.pack(10_000, google_crc32c.value(head)))
     elif damage == "empty":
         wire = bytearray()
     else:
@@ -54,8 +55,9 @@ def test_a_damaged_stream_fails_before_its_end(damage: str) -> None:
             pass
 
 
-def test_large_pieces_checksummed_in_the_background_read_back_exactly() -> None:
-    pieces = [os.urandom(1 << 20), os.urandom(5), os.urandom(3 << 19)]
+def test_large_pieces_and_views_read_back_exactly() -> None:
+    pieces: list[bytes | memoryview | bytearray] = [
+        os.urandom(1 << 20), memoryview(os.urandom(5)), bytearray(os.urandom(3 << 19))]
     out = io.BytesIO()
     writer = ChecksumWriter(out)
     for piece in pieces:
@@ -97,7 +99,9 @@ def test_any_way_of_reading_any_pieces_gives_the_stream_back(pieces: list[int],
     assert out == data and reader.size == len(data)
 
 
-def test_the_trailer_is_the_length_and_crc32_big_endian() -> None:
+def test_the_trailer_is_the_length_and_crc32c_big_endian() -> None:
     """What a sender of another make must append (and what the system tests compute)."""
     data = os.urandom(5000)
-    assert framed(data)[-12:] == len(data).to_bytes(8, "big") + zlib.crc32(data).to_bytes(4, "big")
+    assert framed(data)[-12:] == (len(data).to_bytes(8, "big")
+                                  + google_crc32c.value(data).to_bytes(4, "big"))
+    assert google_crc32c.value(b"123456789") == 0xE3069283  # CRC-32C's check value

@@ -2,7 +2,7 @@
 # from standard input into `btrfs receive DIR`:
 #     sh receive-image.sh ENCODING DIR < STREAM       ENCODING: zstd or identity
 # The stream is `btrfs send` then a 12-byte trailer (homecloud/snapshots/framing.py: length and
-# CRC-32). btrfs receive checks the CRC-32C of every command as it goes and, told to stop at the
+# CRC-32C). btrfs receive checks the CRC-32C of every command as it goes and, told to stop at the
 # stream's end command (-e), reads nothing after it: what is left must be the trailer, whole.
 # So a changed byte fails btrfs receive, a cut stream fails it or leaves no trailer, and no
 # byte passes through one more program on the way (each of tee, head and sha256sum cost a copy

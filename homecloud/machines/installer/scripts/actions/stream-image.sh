@@ -1,4 +1,4 @@
-# The image's btrfs send stream (zstd on a LAN, a length and CRC-32 trailer as
+# The image's btrfs send stream (zstd on a LAN, a length and CRC-32C trailer as
 # homecloud.snapshots.framing writes it; receive-image.sh checks both) received into
 # images/NAME/ (a received snapshot cannot move: it stays where it lands), then a writable
 # snapshot of it becomes the root.
