@@ -1,7 +1,7 @@
 """Checks shared by the system tests that drive `hc` in a dev host: a command's one-line error,
 nothing left behind by a failed or removed instance, building or copying an image into a dev
-host, running the agent with more configuration for a while, and making it crash after a
-creation step."""
+host, running the agent with more configuration for a while, making it crash after a
+creation step, and holding a TCP connection open from inside a dev host."""
 
 from __future__ import annotations
 
@@ -123,3 +123,35 @@ def set_crash_point(host: DevHost, step: str | None) -> None:
     host.run("systemctl", "reset-failed", "hcd.service", check=False)  # and its start limit
     if step is not None:
         host.run("systemctl", "restart", "hcd.service")
+
+
+# Run inside a dev host with Debian's python3: connect (retried while nothing listens there
+# yet: a guest's service may bind its port after the boot is reported), say so in a file, hold
+# the connection open for a while.
+HOLD = """
+import socket, sys, time
+address, port, seconds, marker = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+deadline = time.monotonic() + 60
+while True:
+    try:
+        s = socket.create_connection((address, port), timeout=60)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.05)
+open(marker, "w").close()
+time.sleep(seconds)
+"""
+
+
+def hold_a_connection(host: DevHost, unit: str, address: str, port: int,
+                      seconds: float) -> None:
+    """A TCP connection to ``address``:``port`` held open for ``seconds`` by a process in the
+    transient unit ``unit``; returns once it is open."""
+    marker = f"/run/{unit}.connected"
+    host.run("rm", "-f", marker)
+    host.run("systemd-run", "--collect", f"--unit={unit}", "/usr/bin/python3", "-c", HOLD,
+             address, str(port), str(seconds), marker)
+    wait_for(f"{unit}'s connection to {address} port {port}",
+             lambda: host.run("test", "-e", marker, check=False).returncode == 0, timeout=70)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cli_checks import assert_nothing_left, copy_image, hc_fails, wait_for
+from cli_checks import assert_nothing_left, copy_image, hc_fails, hold_a_connection, wait_for
 from guestweb import BUSYBOX_BIND
 
 from homecloud.devhost import DevHost
@@ -29,22 +29,6 @@ def get(_):
 with ThreadPoolExecutor(n) as pool:
     print("\\n".join(pool.map(get, range(n))))
 """
-# Run inside the dev host: connect to port 80 of an address (retried while nothing listens
-# there yet: a guest's httpd may start after its boot is reported), say so in a file, hold.
-HOLD = """
-import socket, sys, time
-deadline = time.monotonic() + 30
-while True:
-    try:
-        s = socket.create_connection((sys.argv[1], 80), timeout=60)
-        break
-    except OSError:
-        if time.monotonic() > deadline:
-            raise
-        time.sleep(0.05)
-open(sys.argv[3], "w").close()
-time.sleep(float(sys.argv[2]))
-"""
 HTTPD_UNIT = """[Service]
 ExecStart=/opt/busybox httpd -f -p 80 -h /srv
 [Install]
@@ -62,17 +46,6 @@ def timeline(host: DevHost) -> str:
     return host.run("journalctl", "-o", "short-precise", "--no-pager", "--since", "-90s",
                     "-u", "hc-wake.service", "-u", "hcd.service", "-u", "hc-test-*",
                     check=False).stdout[-6000:]
-
-
-def hold_a_connection(host: DevHost, unit: str, address: str, seconds: float) -> None:
-    """A connection to ``address`` port 80 held open for ``seconds`` by a process in unit
-    ``unit``; returns once it is open."""
-    marker = f"/run/{unit}.connected"
-    host.run("rm", "-f", marker)
-    host.run("systemd-run", f"--unit={unit}", "/usr/bin/python3", "-c", HOLD, address,
-             str(seconds), marker)
-    wait_for(f"{unit}'s connection", lambda: host.run("test", "-e", marker,
-                                                       check=False).returncode == 0, timeout=30)
 
 
 def put_to_sleep(host: DevHost) -> None:
@@ -150,7 +123,7 @@ def test_its_own_address_wakes_it_and_then_goes_direct(blog: dict,
     assert get_many(host, f"http://[{blog['ipv6']}]/", 1) == [PAGE]
     # Awake, nothing goes through hc-wake. The firewall follows the wake a moment later, and
     # the idle time (5 s) must not put it back to sleep meanwhile: a connection stays open.
-    hold_a_connection(host, "hc-test-awake", blog["ipv4"], IDLE * 4)
+    hold_a_connection(host, "hc-test-awake", blog["ipv4"], 80, IDLE * 4)
     try:
         wait_for("blog's traffic to go direct", lambda: "sleeping4" not in host.run(
             "nft", "-j", "list", "table", "inet", "homecloud").stdout, timeout=IDLE * 3)
@@ -162,7 +135,7 @@ def test_an_open_connection_keeps_it_awake(blog: dict, private_devhost: DevHost)
     host = private_devhost
     if state(host) != "running":
         host.hc("start", NAME)
-    hold_a_connection(host, "hc-test-hold", blog["ipv4"], IDLE + 6)
+    hold_a_connection(host, "hc-test-hold", blog["ipv4"], 80, IDLE + 6)
     time.sleep(IDLE + 3)
     assert state(host) == "running", timeline(host)
     wait_for("blog asleep after the connection closed",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_checks import copy_image, wait_for
+from cli_checks import copy_image, hold_a_connection, wait_for
 from libvirt_host import require_libvirtd
 
 from homecloud.devhost import DevHost
@@ -47,12 +47,6 @@ WAKE_TIMEOUT = 240  # a first connection waits this long at most for the guest's
 SLEEP_MARGIN = 60
 SSH_BANNER = "SSH-2.0-OpenSSH"
 PROBE = Path(__file__).with_name("netprobe.py")
-# Run inside the dev host with Debian's python3: a TCP connection held open for a while.
-HOLD = """
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-time.sleep(float(sys.argv[3]))
-"""
 
 
 @dataclass(frozen=True)
@@ -234,8 +228,7 @@ def test_an_open_connection_keeps_it_awake_and_once_closed_it_sleeps(
     mark = journal_mark(host)
     address = host.hc("inspect", microvm.name, json=True)["ipv4"]
     held = IDLE + 8
-    host.run("systemd-run", "--collect", "--unit=wakevm-hold", "/usr/bin/python3", "-c", HOLD,
-             address, str(SSH_PORT), str(held))
+    hold_a_connection(host, "wakevm-hold", address, SSH_PORT, held)
     time.sleep(IDLE + 4)
     assert state(host, microvm.name) == "running"
     asleep(host, microvm.name, timeout=held + IDLE + SLEEP_MARGIN)
