@@ -206,18 +206,25 @@ print(time.perf_counter() - start, times.children_user + times.children_system)
 UNITS = ("hcd.service", "hc-frontdoor.service")  # the agent (its btrfs children too), nginx
 
 
+def cgroup_dir(host: DevHost, unit: str) -> str | None:
+    """The cgroup v2 directory of ``unit`` in ``host`` (None: it does not run): under
+    /sys/fs/cgroup/unified on a hybrid host (dev hosts here), else under /sys/fs/cgroup."""
+    cgroup = host.run("systemctl", "show", "-p", "ControlGroup", "--value", unit).stdout.strip()
+    if not cgroup:
+        return None
+    hybrid = host.run("test", "-d", "/sys/fs/cgroup/unified", check=False).returncode == 0
+    return ("/sys/fs/cgroup/unified" if hybrid else "/sys/fs/cgroup") + cgroup
+
+
 def unit_cpu(host: DevHost) -> dict[str, float]:
-    """CPU seconds used so far by each of UNITS in ``host``, from its cgroup's cpu.stat (the
-    cgroup v2 tree, alone or beside v1 on a hybrid host; systemd's CPUUsageNSec needs
-    CPUAccounting=, which dev hosts leave off)."""
+    """CPU seconds used so far by each of UNITS in ``host``, from its cgroup's cpu.stat
+    (systemd's CPUUsageNSec needs CPUAccounting=, which dev hosts leave off)."""
     out = {}
     for unit in UNITS:
-        cgroup = host.run("systemctl", "show", "-p", "ControlGroup", "--value",
-                          unit).stdout.strip()
-        stat = host.run("sh", "-c", f"cat /sys/fs/cgroup/unified{cgroup}/cpu.stat "
-                        f"/sys/fs/cgroup{cgroup}/cpu.stat 2>/dev/null", check=False).stdout
+        directory = cgroup_dir(host, unit)
+        stat = host.run("cat", f"{directory}/cpu.stat").stdout if directory else ""
         usage = [line.split()[1] for line in stat.splitlines() if line.startswith("usage_usec")]
-        out[unit] = int(usage[0]) / 1e6 if cgroup and usage else 0.0
+        out[unit] = int(usage[0]) / 1e6 if usage else 0.0  # not running: none used
     return out
 
 
@@ -248,8 +255,9 @@ def measure_create(host: DevHost, runs: int) -> None:
     """`hc snapshot create` of the running container `sb` (its dataset and one volume) against
     the same work by hand (freeze its cgroup, snapshot both datasets, thaw) and against one
     `btrfs subvolume snapshot -r`, interleaved."""
-    cgroup = "/sys/fs/cgroup/unified" + host.run(
-        "systemctl", "show", "-p", "ControlGroup", "--value", "hc-sb.service").stdout.strip()
+    cgroup = cgroup_dir(host, "hc-sb.service")
+    if cgroup is None:
+        raise SystemExit("the container sb does not run: nothing to freeze")
     datasets = (f"{POOL}/instances/sb", f"{POOL}/volumes/sb/data")
     ours, same, single = [], [], []
     for i in range(runs):
