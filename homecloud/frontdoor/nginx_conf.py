@@ -257,6 +257,17 @@ def _locations(routes: Sequence[Route]) -> str:
     return "\n".join(out)
 
 
+# TLS 1.3 suites in our order: OpenSSL's own puts AES-256-GCM first, which costs a third more
+# CPU per byte than AES-128-GCM (snapshot streams cross the door at hundreds of MiB/s) for no
+# gain a home cloud needs; a client that prefers ChaCha20 (no AES instructions) keeps it.
+_SUITES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")
+_TLS13_SUITES = f"""\
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites {":".join(_SUITES)};
+        ssl_conf_command Options PrioritizeChaCha;
+"""
+
+
 def _https_server(config: FrontdoorConfig, files: DoorFiles, name: str,
                   routes: Sequence[Route]) -> str:
     default = " default_server" if name == "_" else ""
@@ -268,7 +279,7 @@ def _https_server(config: FrontdoorConfig, files: DoorFiles, name: str,
         ssl_certificate_key {files.key};
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:hc_tls:1m;
-{_OWN_LOCATIONS}{_API_LOCATIONS}{_CONSOLE_LOCATIONS}{_locations(routes)}
+{_TLS13_SUITES}{_OWN_LOCATIONS}{_API_LOCATIONS}{_CONSOLE_LOCATIONS}{_locations(routes)}
     }}
 """
 

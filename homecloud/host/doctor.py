@@ -4,8 +4,9 @@ agent (GET /v1/doctor) and, when the agent does not answer, in `hc` itself.
 Checks: systemd is PID 1, the inotify limits, the config file, the pool, the network
 configuration, the bridge, IP forwarding, hc-dns answering, systemd-resolved asking it for our
 names (where resolved runs), routes to peer hosts, homecloud's firewall table, other firewalls
-dropping forwarded traffic (Docker's FORWARD policy), and qemu and KVM for VMs. Kept light, as
-the CLI imports it: the checks import what they need themselves.
+dropping forwarded traffic (Docker's FORWARD policy), qemu and KVM for VMs, and the streams'
+checksum running in C. Kept light, as the CLI imports it: the checks import what they need
+themselves.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ DOCTOR_CHECKS = (
                 in_agent=lambda agent: system_checks.other_firewalls(agent.network.plan.bridge),
                 needs_network=True),
     DoctorCheck("kvm", alone=vm_checks.kvm),
+    DoctorCheck("checksums", alone=system_checks.checksums),
 )
 CHECK_NAMES = tuple(check.name for check in DOCTOR_CHECKS)
 NEEDS_AGENT = tuple(check.name for check in DOCTOR_CHECKS if check.alone is None)

@@ -9,6 +9,7 @@ import base64
 import http.client
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -105,6 +106,31 @@ def test_http_goes_to_https(door: Door) -> None:
     status, headers, _ = request(door, "/app/x?y=1", port=80, host="door.test")
     assert status == 301
     assert headers["location"] == "https://door.test/app/x?y=1"
+
+
+def suite_chosen(door: Door, offered: str) -> str:
+    """The TLS 1.3 suite the door picks for a client offering ``offered``, in its order."""
+    result = subprocess.run(["openssl", "s_client", "-connect", f"{door.address}:443",
+                             "-tls1_3", "-brief", "-ciphersuites", offered],
+                            input="", capture_output=True, text=True, timeout=10)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Ciphersuite:")]
+    assert lines, result.stderr
+    return lines[0].split(":", 1)[1].strip()
+
+
+def test_tls_prefers_aes_128_and_keeps_chacha_for_clients_that_want_it(door: Door) -> None:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((door.address, 443), timeout=10) as raw, \
+            context.wrap_socket(raw) as tls:
+        # Python's client offers OpenSSL's default order, AES-256-GCM first.
+        assert tls.cipher()[0] == "TLS_AES_128_GCM_SHA256"
+    aes256, aes128, chacha = ("TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256",
+                              "TLS_CHACHA20_POLY1305_SHA256")
+    assert suite_chosen(door, f"{aes256}:{aes128}") == aes128
+    assert suite_chosen(door, f"{chacha}:{aes128}") == chacha  # a phone without AES
+    assert suite_chosen(door, aes256) == aes256  # offered alone, still served
 
 
 def test_routes_are_listed(door: Door) -> None:

@@ -377,7 +377,7 @@ def test_doctor_is_happy_on_a_good_host(net: Net, web: Web) -> None:
         "agent": "ok", "systemd": "ok", "inotify": "ok", "config": "ok", "pool": "ok",
         "network": "ok", "bridge": "ok", "forwarding": "ok", "dns": "ok",
         "resolved": "skipped", "peers": "skipped", "firewall": "ok",  # no resolved, no peers
-        "other firewalls": "ok", "kvm": "ok"}
+        "other firewalls": "ok", "kvm": "ok", "checksums": "ok"}
 
 
 def test_a_bad_bridge_name_is_one_line_at_start_and_in_doctor(net: Net, web: Web) -> None:

@@ -12,7 +12,7 @@ from homecloud.config import load_config
 from homecloud.errors import HostError, PermissionDenied, UserError
 from homecloud.host.checks import Check, Failed, Skipped, run_check
 from homecloud.host.doctor import CHECK_NAMES, DOCTOR_CHECKS, NEEDS_AGENT, in_agent
-from homecloud.host.system_checks import _one_line
+from homecloud.host.system_checks import _one_line, checksums
 
 
 def _fails() -> str:
@@ -90,3 +90,14 @@ def test_a_yaml_error_is_one_line(tmp_path: Path) -> None:
     assert "\n" in raised.value.message
     line = _one_line(raised.value.message)
     assert line.startswith(f"{path}: not valid YAML: while parsing") and "\n" not in line
+
+
+def test_checksums_in_python_fail_with_the_fix() -> None:
+    assert run_check("checksums", checksums) == Check(
+        "checksums", "ok", "CRC-32C of snapshot and image streams runs in C")
+    check = run_check("checksums", lambda: checksums("python"))
+    assert check.status == "fail"
+    assert check.detail == ("google-crc32c runs its python fallback: snapshot sends and machine "
+                            "image streams are checksummed at ~5 MiB/s")
+    assert check.fix is not None and "--force-reinstall --only-binary :all: google-crc32c" \
+        in check.fix
