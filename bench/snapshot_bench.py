@@ -10,11 +10,12 @@
   included; with --second, also a second dev host through its front door: TLS, nginx) vs
   `btrfs send | btrfs receive` piped by hand on the host, --send-runs rounds in turn; then
   one more of each with the CPU it took, by systemd unit (agent, front door); an incremental
-  of 10 MiB to each.
+  of 10 MiB to each. --core-per-host runs the full sends as between two machines of one core
+  each (the sending dev host and the by-hand pipe on CPU 0, the second host on CPU 1).
 
     /opt/homecloud/venv/bin/python bench/snapshot_bench.py [--snapshots 10000] [--runs 20]
     /opt/homecloud/venv/bin/python bench/snapshot_bench.py --boot [--second] [--send-mib 1024]
-        [--send-runs 3]
+        [--send-runs 3] [--core-per-host]
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import socket
 import statistics
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -69,6 +71,10 @@ def main() -> int:
     parser.add_argument("--second", action="store_true", help="also send to a second dev "
                         f"host ({DEFAULT_DEVHOST}-b, booted) through its front door")
     parser.add_argument("--second-devhost", metavar="NAME", help="... or to this running one")
+    parser.add_argument("--core-per-host", action="store_true", help="during the full sends, "
+                        "run each dev host on a core of its own (CPU 0: the sending host, "
+                        "where the by-hand pipe runs too; CPU 1: the second host), as two "
+                        "machines of one core each would")
     args = parser.parse_args()
     # One every 15 minutes: 10,000 is about 104 days of them.
     snaps = [(f"auto-{i:06d}", START + i * 900.0) for i in range(args.snapshots)]
@@ -89,7 +95,8 @@ def main() -> int:
             if args.second or args.second_devhost:
                 target = second.enter_context(bench_devhost(
                     args.second_devhost, f"{DEFAULT_DEVHOST}-b", args.keep))
-            in_devhost(host, args.runs, args.send_mib, target, args.send_runs)
+            in_devhost(host, args.runs, args.send_mib, target, args.send_runs,
+                       args.core_per_host)
     return 0
 
 
@@ -131,8 +138,44 @@ def wall(host: DevHost, *argv: str) -> float:
     return (time.perf_counter() - t) * 1000
 
 
+def pin(host: DevHost, cpu: int | None) -> None:
+    """Every thread of ``host`` (all of its PID namespace) onto ``cpu``; None: onto every CPU
+    again. What they start later inherits it (homecloud's units do not set CPUAffinity=)."""
+    cpus = set(range(os.cpu_count() or 1)) if cpu is None else {cpu}
+    namespace = os.readlink(f"/proc/{host.pid}/ns/pid")
+    for entry in os.listdir("/proc"):
+        try:
+            if not entry.isdigit() or os.readlink(f"/proc/{entry}/ns/pid") != namespace:
+                continue
+            for task in os.listdir(f"/proc/{entry}/task"):
+                os.sched_setaffinity(int(task), cpus)
+        except OSError:  # gone meanwhile
+            continue
+
+
+@contextmanager
+def core_per_host(host: DevHost, second: DevHost | None, split: bool) -> Iterator[None]:
+    """With ``split``: ``host`` on CPU 0 and ``second`` on CPU 1 for the duration, so a send
+    between them runs as between two machines of one core each (the by-hand pipe, on
+    ``host``, gets the same one core); without: nothing changes."""
+    hosts = [each for each in (host, second) if split and each is not None]
+    if hosts and (os.cpu_count() or 1) < 2:
+        raise SystemExit("--core-per-host needs two CPUs")
+    mine = os.sched_getaffinity(0)
+    for cpu, each in enumerate(hosts):
+        pin(each, cpu)
+    if hosts:  # what this process starts in ``host`` (through nsenter) runs on its core too
+        os.sched_setaffinity(0, {0})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
+        for each in hosts:
+            pin(each, None)
+
+
 def in_devhost(host: DevHost, runs: int, send_mib: int, second: DevHost | None,
-               send_runs: int) -> None:
+               send_runs: int, split: bool = False) -> None:
     log("a running container with a data volume")
     host.hc("image", "build", "busybox", "-q", check=False)
     host.hc("rm", "-f", "sb", check=False)
@@ -159,8 +202,28 @@ def in_devhost(host: DevHost, runs: int, send_mib: int, second: DevHost | None,
                 fingerprint)
         peers.append(("second", f"dev host {second.name} through its front door ({url})",
                       second))
-    # Rounds of the by-hand pipe and a full send to each peer, in turn: one send of 1 GiB
-    # varies by tens of percent on a shared machine.
+    with core_per_host(host, second, split):
+        if split:
+            log(f"{host.name} on CPU 0, {second.name if second else 'nothing'} on CPU 1")
+        full_sends(host, source, send_mib, peers, send_runs)
+    for peer, where, _ in peers:
+        host.hc("snapshot", "rm", "sb@incr", check=False)
+        host.run("dd", "if=/dev/urandom", f"of={POOL}/volumes/sb/data/blob2", "bs=1M",
+                 "count=10", "conv=notrunc", "status=none")
+        host.hc("snapshot", "create", "sb", "--name", "incr")
+        incremental = wall(host, "hc", "snapshot", "send", "sb", "--to", peer)
+        print(f"incremental send of 10 MiB of changes to {where}: {incremental:.0f} ms")
+    host.hc("rm", "-f", "sb", check=False)
+    host.run("sh", "-c", f"rm -rf {POOL}/volumes/sb", check=False)
+    for each in (host, second):
+        if each is not None:
+            remove_replicas(each)
+
+
+def full_sends(host: DevHost, source: str, send_mib: int,
+               peers: list[tuple[str, str, DevHost]], send_runs: int) -> None:
+    """Rounds of the by-hand pipe and a full send to each peer, in turn (one send of 1 GiB
+    varies by tens of percent on a shared machine), then the CPU of one more of each."""
     by_hand: list[float] = []
     ours: dict[str, list[float]] = {peer: [] for peer, _, _ in peers}
     for round_ in range(send_runs):
@@ -180,18 +243,6 @@ def in_devhost(host: DevHost, runs: int, send_mib: int, second: DevHost | None,
               f"({send_mib / ours_ms * 1000:.0f} MiB/s); runs {fmt_seconds(ours[peer])}; "
               f"throughput ratio to by hand {base / ours_ms:.2f}x (target >= 0.8x)")
     cpu_of_sends(host, source, peers)
-    for peer, where, _ in peers:
-        host.hc("snapshot", "rm", "sb@incr", check=False)
-        host.run("dd", "if=/dev/urandom", f"of={POOL}/volumes/sb/data/blob2", "bs=1M",
-                 "count=10", "conv=notrunc", "status=none")
-        host.hc("snapshot", "create", "sb", "--name", "incr")
-        incremental = wall(host, "hc", "snapshot", "send", "sb", "--to", peer)
-        print(f"incremental send of 10 MiB of changes to {where}: {incremental:.0f} ms")
-    host.hc("rm", "-f", "sb", check=False)
-    host.run("sh", "-c", f"rm -rf {POOL}/volumes/sb", check=False)
-    for each in (host, second):
-        if each is not None:
-            remove_replicas(each)
 
 
 # Run inside a dev host: a shell command, then its wall time and the CPU time of all its
