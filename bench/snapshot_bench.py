@@ -220,19 +220,31 @@ def in_devhost(host: DevHost, runs: int, send_mib: int, second: DevHost | None,
             remove_replicas(each)
 
 
+def settle(*hosts: DevHost) -> None:
+    """No send pays for the one before: the subvolumes deleted since are cleaned up (btrfs's
+    cleaner thread would do it during the next send) and the pools' dirty data written out
+    (the pipe by hand leaves what it received in the page cache; a peer lands a received
+    snapshot as a read-only snapshot of it, which writes it out first)."""
+    for each in hosts:
+        each.run("sh", "-c", f"btrfs subvolume sync {POOL} && sync -f {POOL}")
+
+
 def full_sends(host: DevHost, source: str, send_mib: int,
                peers: list[tuple[str, str, DevHost]], send_runs: int) -> None:
     """Rounds of the by-hand pipe and a full send to each peer, in turn (one send of 1 GiB
-    varies by tens of percent on a shared machine), then the CPU of one more of each."""
+    varies by tens of percent on a shared machine), each from settled pools, then the CPU of
+    one more of each."""
     by_hand: list[float] = []
     ours: dict[str, list[float]] = {peer: [] for peer, _, _ in peers}
     for round_ in range(send_runs):
         log(f"full sends, round {round_ + 1} of {send_runs}")
+        settle(host)
         by_hand.append(wall(host, "sh", "-c", f"btrfs send -q {source} | btrfs receive -q "
                             f"{POOL}/byhand"))
         host.run("btrfs", "subvolume", "delete", "-c", f"{POOL}/byhand/full")
         for peer, _, target in peers:
             remove_replicas(target)  # so each round sends the whole snapshot
+            settle(host, target)
             ours[peer].append(wall(host, "hc", "snapshot", "send", "sb", "--to", peer))
     base = statistics.median(by_hand)
     print(f"btrfs send | btrfs receive by hand on one host: p50 {base / 1000:.2f} s "
@@ -283,6 +295,7 @@ def cpu_of_sends(host: DevHost, source: str,
                  peers: list[tuple[str, str, DevHost]]) -> None:
     """Where the CPU of one more full send to each peer goes, against the pipe by hand: with
     only two cores, the throughput ratio follows the CPU ratio."""
+    settle(host)
     wall_s, cpu = (float(v) for v in host.run(
         "python3", "-c", TIMES, f"btrfs send -q {source} | btrfs receive -q {POOL}/byhand"
     ).stdout.split())
@@ -291,6 +304,7 @@ def cpu_of_sends(host: DevHost, source: str,
           f"{wall_s:.2f} s")
     for peer, where, target in peers:
         remove_replicas(target)
+        settle(host, target)
         hosts = {host.name: host, target.name: target}
         before = {name: unit_cpu(each) for name, each in hosts.items()}
         took = wall(host, "hc", "snapshot", "send", "sb", "--to", peer) / 1000
