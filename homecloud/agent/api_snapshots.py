@@ -114,11 +114,16 @@ def snapshot_routes(agent: Agent) -> list[Route]:
         agent.replicator.remove_peer(request.params["peer"])
         return Response({"removed": request.params["peer"]})
 
-    def send(request: Request) -> Response:
+    def send(request: Request) -> StreamResponse:
         name = request.params["name"]
         to = body_field(request, "to", str)
-        with agent.busy_instances.hold(name, "a send"):
-            return Response(asdict(agent.replicator.send(name, to)))
+        agent.replicator.to_send(name, to)  # an unknown peer or instance: refused before work
+
+        def work(progress: ProgressReport) -> dict[str, Any]:
+            with agent.busy_instances.hold(name, "a send"):
+                return asdict(agent.replicator.send(name, to, progress=progress))
+
+        return StreamResponse(stream_operation(work, f"send {name} to {to}"))
 
     def held(request: Request) -> Response:
         return Response(agent.replicator.held(request.params["source"],
@@ -190,8 +195,9 @@ def snapshot_routes(agent: Agent) -> list[Route]:
               response=object_schema({"removed": "string"})),
         Route("POST", "/v1/instances/{name}/send", send,
               "Send the instance's newest snapshot to a peer, as the difference from the "
-              "newest snapshot both hold", body={"to": "string"},
-              response=dataclass_schema(SendResult), params=name),
+              "newest snapshot both hold (streams each stream's bytes as they go)",
+              body={"to": "string"}, streams=True, response=dataclass_schema(SendResult),
+              params=name),
         Route("GET", "/v1/replicas/{source}/snapshots", held,
               "The snapshots of one dataset (?dataset=) received from host SOURCE",
               response=array_of({"type": "string"})),

@@ -56,10 +56,10 @@ class ProgressDisplay:
         if self.tty:
             if total:
                 filled = int(30 * min(done / total, 1))
-                bar = f"[{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}%"
-            else:
+                bar = f"[{'#' * filled}{'.' * (30 - filled)}] {100 * done // total:3d}% {phase}"
+            else:  # no bar to draw: the phase in its place, once
                 bar = f"[{phase}]"
-            line = f"\r{self.title} {bar} {phase} {message}"[:120]
+            line = f"\r{self.title} {bar} {message}".rstrip()[:120]
             self.out.write(line.ljust(self._width))
             self._width = len(line)
             self.out.flush()

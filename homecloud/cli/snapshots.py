@@ -83,9 +83,12 @@ def register(commands: Any) -> None:
         description="Send the newest snapshot of the instance (all its datasets) to a peer "
         "(see `hc peer`), as the difference from the newest snapshot both hold. The stream "
         "is checksummed; the peer keeps it only whole and intact, under "
-        "replicas/<this host>/.")
+        "replicas/<this host>/. Progress shows each stream's bytes and rate; interrupted, "
+        "the send stops and the peer keeps nothing of it.")
     send.add_argument("instance")
     send.add_argument("--to", required=True, metavar="PEER")
+    send.add_argument("--json", action="store_true", help="print the result as JSON")
+    progress_options(send)
     send.set_defaults(run=send_snapshot)
     register_policy(commands)
     register_peer(commands)
@@ -295,8 +298,12 @@ def run_policy(args: argparse.Namespace) -> int:
 def send_snapshot(args: argparse.Namespace) -> int:
     from homecloud.client.paths import quoted
 
-    result = api().call("POST", f"/v1/instances/{quoted(args.instance)}/send",
-                        {"to": args.to})
+    events = api().stream("POST", f"/v1/instances/{quoted(args.instance)}/send",
+                          {"to": args.to})
+    result = follow(events, f"sending {args.instance} to {args.to}", show=show_progress(args))
+    if args.json:
+        print_json(result)
+        return 0
     for stream in result["streams"]:
         print(f"sent {stream}")
     if not result["streams"]:

@@ -1,4 +1,5 @@
-"""Progress of a long image operation, streamed by the agent to the CLI's progress bar."""
+"""Progress of a long operation (an image build, a snapshot send), streamed by the agent to the
+CLI's progress bar."""
 
 from __future__ import annotations
 

@@ -24,10 +24,12 @@ from typing import BinaryIO
 
 from homecloud.client.tls import normal_fingerprint
 from homecloud.errors import Conflict, NotFound, UserError
+from homecloud.images.progress import ProgressCallback, ignore_progress
 from homecloud.names import dns_label
 from homecloud.snapshots.framing import CheckedReader, ChecksumWriter
 from homecloud.snapshots.naming import validate_snapshot_name
 from homecloud.snapshots.records import PeerRecord, SnapshotRecords
+from homecloud.snapshots.sendprogress import ProgressWriter
 from homecloud.snapshots.service import SnapshotService
 from homecloud.snapshots.transport import PeerClient, PeerUnreachable, check_url, quoted
 from homecloud.storage.base import check_dataset_name
@@ -98,9 +100,10 @@ class Replicator:
         self.records.delete_peer(name)
 
     # -- sending --------------------------------------------------------------------------------
-    def send(self, instance: str, peer_name: str, snapshot: str | None = None) -> SendResult:
-        """Send ``snapshot`` of ``instance`` (by default the last one made) to the peer,
-        retrying with back-off while it does not answer."""
+    def to_send(self, instance: str, peer_name: str,
+                snapshot: str | None = None) -> tuple[PeerRecord, str]:
+        """The peer and the snapshot a send would send; refuses an unknown peer, instance or
+        snapshot, and an instance without one, before any work."""
         peer = self.peer(peer_name)
         record = self.snapshots.instances.instance(instance)
         own = [s.name for s in self.snapshots.pool.snapshots(record.dataset)]
@@ -109,11 +112,18 @@ class Replicator:
                             f"`hc snapshot create {instance}`")
         if snapshot is not None and snapshot not in own:
             raise NotFound(f"snapshot {instance}@{snapshot} does not exist")
-        newest = snapshot or own[-1]
+        return peer, snapshot or own[-1]
+
+    def send(self, instance: str, peer_name: str, snapshot: str | None = None,
+             progress: ProgressCallback = ignore_progress) -> SendResult:
+        """Send ``snapshot`` of ``instance`` (by default the last one made) to the peer,
+        retrying with back-off while it does not answer; ``progress`` hears of each stream
+        and of its bytes as they go."""
+        peer, newest = self.to_send(instance, peer_name, snapshot)
         client = PeerClient(peer)
         for pause in (*self.retry_pauses, None):
             try:
-                result = self._send(client, instance, newest)
+                result = self._send(client, instance, newest, progress)
                 break
             except PeerUnreachable as exc:
                 if pause is None:
@@ -123,7 +133,8 @@ class Replicator:
         self.records.sent(instance, newest, peer.name, time.time())
         return result
 
-    def _send(self, client: PeerClient, instance: str, snapshot: str) -> SendResult:
+    def _send(self, client: PeerClient, instance: str, snapshot: str,
+              progress: ProgressCallback) -> SendResult:
         pool = self.snapshots.pool
         streams: list[str] = []
         total = 0
@@ -140,21 +151,23 @@ class Replicator:
             query = {"dataset": dataset, "snapshot": snapshot}
             if parent is not None:
                 query["parent"] = parent
+            stream = f"{dataset}@{snapshot} " + (f"(from {parent})" if parent else "(full)")
             sent = 0
 
-            def write(out: BinaryIO, dataset: str = dataset, parent: str | None = parent
-                      ) -> None:
+            def write(out: BinaryIO, dataset: str = dataset, parent: str | None = parent,
+                      stream: str = stream) -> None:
                 nonlocal sent
                 framed = ChecksumWriter(out)
-                pool.send(dataset, snapshot, framed,  # type: ignore[arg-type]
+                counted = ProgressWriter(framed, stream, progress)
+                pool.send(dataset, snapshot, counted,  # type: ignore[arg-type]
                           parent=parent)
+                counted.report()
                 framed.finish()
                 sent = framed.size
 
             client.post_stream(f"/v1/replicas/{quoted(self.source)}/receive", query, write)
             total += sent
-            streams.append(f"{dataset}@{snapshot} " + (f"(from {parent})" if parent
-                                                       else "(full)"))
+            streams.append(stream)
         return SendResult(instance=instance, snapshot=snapshot, peer=client.peer.name,
                           streams=streams, bytes=total)
 

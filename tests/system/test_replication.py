@@ -9,6 +9,7 @@ unix:/run/homecloud/hc.sock`): the same route a front door forwards to.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -79,6 +80,56 @@ def test_full_then_incremental_then_nothing(private_devhost: DevHost,
     listed = {s["name"]: s for s in host.hc("snapshot", "ls", instance, json=True)}
     assert listed["s2"]["replicated_to"] == ["self"]
     assert host.run("ls", f"{POOL}/.work", check=False).stdout.strip() == ""
+
+
+def test_send_prints_json_and_shows_each_stream_when_asked(private_devhost: DevHost,
+                                                           web: tuple[str, str]) -> None:
+    host, (instance, _) = private_devhost, web
+    host.run("dd", "if=/dev/urandom", f"of={POOL}/volumes/web/data/blob", "bs=1M", "count=8",
+             "status=none")
+    host.hc("snapshot", "create", instance, "--name", "s3")
+    result = host.hc("snapshot", "send", instance, "--to", "self", "--json")
+    assert result.stderr == ""  # not a terminal: no progress
+    sent = json.loads(result.stdout)
+    assert sent["instance"] == instance and sent["snapshot"] == "s3" and sent["peer"] == "self"
+    assert sent["streams"] == ["volumes/web/data@s3 (from s2)", "instances/web@s3 (from s2)"]
+    assert sent["bytes"] > 8 << 20
+    host.hc("snapshot", "create", instance, "--name", "s4")
+    result = host.hc("snapshot", "send", instance, "--to", "self", "--progress")
+    assert result.stderr.splitlines() == ["sending web to self: volumes/web/data@s4 (from s3)",
+                                          "sending web to self: instances/web@s4 (from s3)"]
+    assert "sent instances/web@s4 (from s3)" in result.stdout
+
+
+def test_a_send_its_client_gives_up_on_stops_and_the_peer_keeps_nothing(
+        private_devhost: DevHost, web: tuple[str, str]) -> None:
+    """`hc snapshot send` killed (Ctrl-C, a closed terminal): the agent stops the stream at
+    its next progress report instead of sending the rest for nobody, and the peer keeps
+    nothing of it."""
+    host, (instance, _) = private_devhost, web
+    host.run("dd", "if=/dev/urandom", f"of={POOL}/volumes/web/data/big", "bs=1M", "count=512",
+             "status=none")
+    host.hc("snapshot", "create", instance, "--name", "big")
+    before = replicas(host)
+    try:
+        # `btrfs send` is held stopped until the client is gone, so the stream cannot end
+        # first; once it goes on, the next report (0.5 s) finds the client gone. (SIGTERM:
+        # a job started with & in a script ignores SIGINT.)
+        result = host.run("sh", "-c", "hc snapshot send web --to self --progress "
+                          "2>/tmp/send.err & client=$!; for _ in $(seq 600); do sender=$("
+                          "pgrep -f '^btrfs send .*/volumes/web/data/big$') && break; "
+                          "sleep 0.05; done; [ -n \"$sender\" ] || exit 9; kill -STOP "
+                          "$sender; kill $client; wait $client; echo $?; kill -CONT $sender",
+                          check=False)
+        assert result.stdout.strip() == "143", (result.returncode, result.stdout)
+        assert "volumes/web/data@big" in host.run("cat", "/tmp/send.err").stdout
+        wait_for("the send to stop and its receive to be undone", lambda: replicas(host) == before
+                 and host.run("pgrep", "-f", "^btrfs (send|receive)", check=False).returncode == 1)
+        [big] = [s for s in host.hc("snapshot", "ls", instance, json=True) if s["name"] == "big"]
+        assert big["replicated_to"] == []
+    finally:
+        host.hc("snapshot", "rm", f"{instance}@big", check=False)
+        host.run("rm", "-f", f"{POOL}/volumes/web/data/big")
 
 
 def curl_stream(stream_cmd: str, query: str, source: str = "evil") -> str:

@@ -55,6 +55,14 @@ def test_a_terminal_gets_one_line_redrawn_and_cleared() -> None:
     assert "\n" not in text and text.endswith("\r")
 
 
+def test_without_a_total_the_phase_stands_in_for_the_bar_once() -> None:
+    out = io.StringIO()
+    display = ProgressDisplay("sending web to beta", out=out, tty=True)
+    display.update({"phase": "instances/web@s1 (full)", "done": 5 << 20, "total": None,
+                    "message": "5.0M at 2.5M/s"})
+    assert out.getvalue() == "\rsending web to beta [instances/web@s1 (full)] 5.0M at 2.5M/s"
+
+
 def test_follow_returns_the_result_and_draws_nothing_unless_shown(
         capsys: pytest.CaptureFixture[str]) -> None:
     def stream() -> Iterator[dict[str, Any]]:
