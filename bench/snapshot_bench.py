@@ -163,6 +163,7 @@ def core_per_host(host: DevHost, second: DevHost | None, split: bool) -> Iterato
         raise SystemExit("--core-per-host needs two CPUs")
     mine = os.sched_getaffinity(0)
     for cpu, each in enumerate(hosts):
+        log(f"{each.name} on CPU {cpu}")
         pin(each, cpu)
     if hosts:  # what this process starts in ``host`` (through nsenter) runs on its core too
         os.sched_setaffinity(0, {0})
@@ -203,8 +204,6 @@ def in_devhost(host: DevHost, runs: int, send_mib: int, second: DevHost | None,
         peers.append(("second", f"dev host {second.name} through its front door ({url})",
                       second))
     with core_per_host(host, second, split):
-        if split:
-            log(f"{host.name} on CPU 0, {second.name if second else 'nothing'} on CPU 1")
         full_sends(host, source, send_mib, peers, send_runs)
     for peer, where, _ in peers:
         host.hc("snapshot", "rm", "sb@incr", check=False)

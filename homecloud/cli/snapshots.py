@@ -1,5 +1,6 @@
-"""`hc snapshot create|ls|rollback|clone|rm` and `hc policy set|ls|rm|run`: snapshots of
-instances, and the policies that take and thin them on a timer."""
+"""`hc snapshot create|ls|rollback|clone|rm|send`, `hc policy set|ls|rm|run` and `hc peer`:
+snapshots of instances, the policies that take and thin them on a timer, and the hosts they
+are sent to."""
 
 from __future__ import annotations
 
